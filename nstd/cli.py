@@ -1,0 +1,147 @@
+"""The ``nstd`` command line: stylize one job, manage weights, run and drive the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from nstd import __version__
+from nstd.errors import NstdError, ParamError
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter drowns our messages; keep warnings and errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class ProgressLine:
+    """A one-line progress bar on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, stream=sys.stderr, every: float = 5.0) -> None:
+        self.stream, self.every = stream, every
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        final = p.iteration == p.iterations
+        if not self.tty and now - self.last < self.every and not final:
+            return
+        self.last = now
+        line = (f"scale {p.scale}/{p.scales}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
+                f"(content {p.content:.3g}, style {p.style:.3g}, tv {p.tv:.3g})  {p.elapsed:.1f}s  ETA {p.eta:.0f}s")
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from nstd.engine import Engine, load_weights
+    from nstd.images import FORMATS, load_image, save_image
+    from nstd.params import parse_set, resolve
+    from nstd.report import job_report, write_report
+
+    out = Path(args.output)
+    if out.suffix.lower() not in FORMATS:
+        raise ParamError(f"-o {out}: extension {out.suffix or '(none)'} is not supported; use one of "
+                         f"{', '.join(sorted(FORMATS))}.")
+    raw: dict[str, Any] = {}
+    for key in ("preset", "size", "iterations", "seed"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
+    raw.update(parse_set(args.set or []))
+    params = resolve(raw, where="nstd stylize")
+    content = load_image(Path(args.content), args.max_pixels)
+    styles = [(load_image(Path(s), args.max_pixels), 1.0) for s in args.styles]
+    init_image = None
+    if params.init not in ("noise", "content", "style"):
+        init_image = load_image(Path(params.init), args.max_pixels)
+    t0 = time.monotonic()
+    weights = load_weights(args.weights)
+    engine = Engine(weights)
+    load_s = time.monotonic() - t0
+    print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
+          file=sys.stderr)
+    bar = ProgressLine()
+    result = engine.stylize(content, styles, params, init_image=init_image, progress=bar)
+    bar.close()
+    written = save_image(out, result.image, result.alpha)
+    report = job_report(status="done", result=result, params=params, content=content, styles=styles,
+                        weights=weights, output=str(written), device=engine.device,
+                        timings={"weights_load": round(load_s, 3)})
+    report_path = write_report(out.with_name(out.stem + ".report.yaml"), report)
+    print(f"nstd: wrote {written} and {report_path} (seed {result.seed}, loss {result.initial['loss']:.4g} → "
+          f"{result.final['loss']:.4g}, {result.iterations} iterations, stopped by {result.stopped_by})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_weights_convert(args: argparse.Namespace) -> int:
+    from nstd.engine.weights import load_weights, save_npz
+
+    w = load_weights(args.input)
+    out = save_npz(w, Path(args.output), fp16=args.fp16)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {'float16' if args.fp16 else 'float32'}) from "
+          f"{w.source} ({w.format}, sha256 {w.sha256})")
+    return 0
+
+
+def cmd_weights_info(args: argparse.Namespace) -> int:
+    from nstd.engine.weights import describe, load_weights
+
+    print(describe(load_weights(args.path)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nstd", description="Neural style transfer: one-off jobs and a daemon.")
+    p.add_argument("--version", action="version", version=f"nstd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stylize", help="stylize one image now")
+    s.add_argument("content")
+    s.add_argument("styles", nargs="+", metavar="STYLE")
+    s.add_argument("-o", "--output", required=True, help="output image (.png .jpg .webp .tiff)")
+    s.add_argument("--weights", default="imagenet", help="imagenet (default), or a .mat/.h5/.npz path")
+    s.add_argument("--size", type=int, help="longest side of the output in pixels")
+    s.add_argument("--iterations", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--preset", help="default | origin")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="any job parameter (repeatable)")
+    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger input images")
+    s.set_defaults(func=cmd_stylize)
+
+    w = sub.add_parser("weights", help="inspect or convert VGG-19 weight files")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    c = wsub.add_parser("convert", help="write a compact conv-only .npz that loads fastest")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--fp16", action="store_true", help="store float16 (half the size)")
+    c.set_defaults(func=cmd_weights_convert)
+    i = wsub.add_parser("info", help="format, layers, shapes and sha256 of a weights file")
+    i.add_argument("path")
+    i.set_defaults(func=cmd_weights_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NstdError as exc:
+        print(f"nstd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nstd: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,67 @@
+"""VGG-19 as plain TensorFlow ops (channels-last), run only as deep as a job needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from nstd.engine.weights import CONV_LAYERS, VGGWeights
+
+POOLINGS = ("avg", "max")
+
+
+def layer_index(name: str) -> int:
+    try:
+        return CONV_LAYERS.index(name)
+    except ValueError:
+        raise ValueError(f"unknown VGG-19 layer {name!r}; known: {', '.join(CONV_LAYERS)}") from None
+
+
+class VGG19:
+    """The conv part of VGG-19 on one device; weights are uploaded once and shared."""
+
+    def __init__(self, weights: VGGWeights) -> None:
+        self.mean = tf.constant(weights.mean_rgb.reshape(1, 1, 1, 3))
+        self.kernels = [tf.constant(weights.kernels[n]) for n in CONV_LAYERS]
+        self.biases = [tf.constant(weights.biases[n]) for n in CONV_LAYERS]
+
+    def features(self, image: tf.Tensor, layers: tuple[str, ...], pooling: str) -> dict[str, tf.Tensor]:
+        """Post-ReLU activations of ``layers`` for RGB 0–255 ``image`` [n, h, w, 3].
+
+        Stops after the deepest requested layer: no work is done past it.
+        """
+        last = max(layer_index(n) for n in layers)
+        pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
+        x = image - self.mean
+        out: dict[str, tf.Tensor] = {}
+        for i, name in enumerate(CONV_LAYERS[: last + 1]):
+            if i and name.endswith("_1"):  # a new block starts after a 2×2 pool
+                x = pool(x, 2, 2, "SAME")
+            x = tf.nn.relu(tf.nn.conv2d(x, self.kernels[i], 1, "SAME") + self.biases[i])
+            if name in layers:
+                out[name] = x
+        return out
+
+    def step_flops(self, height: int, width: int, deepest: str) -> float:
+        """FLOPs of forward to ``deepest`` plus the input gradient (≈ 2× forward)."""
+        flops, h, w = 0.0, height, width
+        for i, name in enumerate(CONV_LAYERS[: layer_index(deepest) + 1]):
+            if i and name.endswith("_1"):
+                h, w = -(-h // 2), -(-w // 2)
+            kh, kw, cin, cout = self.kernels[i].shape
+            flops += 2.0 * h * w * kh * kw * cin * cout
+        # backward through a conv to its input costs about as much as the forward;
+        # conv1_1 needs it too because we differentiate with respect to the image.
+        return 2.0 * flops
+
+
+def gram(features: tf.Tensor) -> tf.Tensor:
+    """Gram matrix normalised by pixel count, so images of any size compare."""
+    shape = tf.shape(features)
+    flat = tf.reshape(features, (-1, shape[-1]))
+    n = tf.cast(tf.shape(flat)[0], features.dtype)
+    return tf.matmul(flat, flat, transpose_a=True) / n
+
+
+def to_numpy(tensors: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in tensors.items()}

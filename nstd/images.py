@@ -1,0 +1,143 @@
+"""Reading and writing images safely: any mode in, RGB float out; atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from nstd.atomic import write_atomic, write_new
+from nstd.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+@dataclass
+class LoadedImage:
+    """RGB pixels in 0–255 (float32, [h, w, 3]), the alpha channel if any, and provenance."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    path: str
+    sha256: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode fully, apply EXIF orientation, normalise any mode to RGB (+alpha).
+
+    The pixel count is checked from the header before decoding, so a decompression
+    bomb costs nothing. Truncated or corrupt files raise :class:`ImageError`.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read the image ({exc.strerror or exc}).") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{path}: {w}×{h} = {w * h:,} pixels is over the limit of {max_pixels:,}; "
+                    "scale the image down or raise limits.input_pixels."
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+        raise ImageError(
+            f"{path}: not a readable image, or truncated/corrupt ({type(exc).__name__}: {exc}). "
+            "Copy the file again or re-export it as PNG/JPEG."
+        ) from exc
+    rgb, alpha = _to_rgb(im)
+    return LoadedImage(rgb, alpha, str(path), hashlib.sha256(data).hexdigest())
+
+
+def _to_rgb(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode → float RGB 0–255 and optional alpha 0–255."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float greyscale
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(arr / top * 255.0, 0, 255).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    return np.asarray(im.convert("RGB"), dtype=np.float32), None
+
+
+def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """High-quality resize of a float image or plane (per channel, no 8-bit rounding)."""
+    if img.shape[:2] == (height, width):
+        return img
+    planes = img[..., None] if img.ndim == 2 else img
+    out = np.stack(
+        [np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32))
+                    .resize((width, height), Image.LANCZOS)) for c in range(planes.shape[2])],
+        axis=-1,
+    )
+    return out if img.ndim == 3 else out[..., 0]
+
+
+def fit_size(width: int, height: int, longest: int | None) -> tuple[int, int]:
+    """(w, h) scaled so the longest side is ``longest`` (None keeps the size)."""
+    if longest is None:
+        return width, height
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
+    pixels = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    if alpha is None:
+        return Image.fromarray(pixels, "RGB")
+    a = np.clip(np.rint(alpha), 0, 255).astype(np.uint8)[..., None]
+    return Image.fromarray(np.concatenate([pixels, a], axis=2), "RGBA")
+
+
+def encode(rgb: np.ndarray, alpha: np.ndarray | None, suffix: str) -> bytes:
+    """Encode for the output extension; JPEG has no alpha, so it is dropped there."""
+    fmt = FORMATS.get(suffix.lower())
+    if fmt is None:
+        raise ImageError(f"output extension {suffix!r} is not supported; use one of {', '.join(sorted(FORMATS))}.")
+    im = to_pil(rgb, None if fmt == "JPEG" else alpha)
+    buf = io.BytesIO()
+    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    im.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def save_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, *, overwrite: bool = True,
+               mode: int | None = None) -> Path:
+    """Write atomically; with ``overwrite=False`` pick ``NAME-1.EXT`` etc. instead."""
+    data = encode(rgb, alpha, Path(path).suffix)
+    writer = write_atomic if overwrite else write_new
+    return writer(Path(path), lambda fh: fh.write(data), mode)
+
+
+def luminance_transfer(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Keep the stylized luminance, take colour (YCbCr chroma) from the content."""
+    def ycbcr(rgb: np.ndarray) -> np.ndarray:
+        return np.asarray(to_pil(rgb).convert("YCbCr"), dtype=np.float32)
+
+    y = ycbcr(stylized)[..., 0]
+    cc = ycbcr(content)
+    merged = np.stack([y, cc[..., 1], cc[..., 2]], axis=-1)
+    return np.asarray(Image.fromarray(np.clip(np.rint(merged), 0, 255).astype(np.uint8), "YCbCr").convert("RGB"),
+                      dtype=np.float32)
