@@ -132,6 +132,41 @@ class Engine:
             self._grams.popitem(last=False)
         return grams
 
+    def objective(self, c_rgb: np.ndarray, styles: list[tuple[LoadedImage, float]], params: Params):
+        """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: targets computed once here."""
+        h, w = c_rgb.shape[:2]
+        c_layers = tuple(n for n, _ in params.content_layers)
+        s_layers = tuple(n for n, _ in params.style_layers)
+        c_feats = self.features(c_rgb, c_layers, params.pooling)
+        # Blending styles by averaging their Grams is exact: Σ wᵢ‖G − Gᵢ‖² differs from
+        # ‖G − Σ wᵢGᵢ‖² (Σ wᵢ = 1) only by a constant, so the gradients are the same.
+        total_weight = sum(wt for _, wt in styles)
+        grams: list[np.ndarray] | None = None
+        for img, weight in styles:
+            g = self.style_grams(img, *self._style_size(img, w, h, params.style_scale), s_layers, params.pooling)
+            scaled = [gi * (weight / total_weight) for gi in g]
+            grams = scaled if grams is None else [a + b for a, b in zip(grams, scaled)]
+        step = self.step_for(h, w, c_layers, s_layers, params.pooling)
+        ct = [tf.constant(c_feats[n]) for n in c_layers]
+        gt = [tf.constant(g) for g in grams]
+        loss_weights = tf.constant(
+            [params.content_weight * wt for _, wt in params.content_layers]
+            + [params.style_weight * wt for _, wt in params.style_layers]
+            + [params.tv_weight], tf.float32)
+
+        def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
+            total, grad, lc, ls, lt = step(tf.constant(xv[None], tf.float32), ct, gt, loss_weights)
+            parts = {"loss": float(total), "content": float(lc), "style": float(ls), "tv": float(lt)}
+            return parts["loss"], grad.numpy()[0].astype(np.float64), parts
+
+        return fg
+
+    def evaluate(self, image: np.ndarray, content: LoadedImage, styles: list[tuple[LoadedImage, float]],
+                 params: Params) -> dict[str, float]:
+        """The loss parts of ``image`` on ``params``' objective, at ``image``'s size."""
+        h, w = image.shape[:2]
+        return self.objective(resize(content.rgb, w, h), styles, params)(np.asarray(image, np.float64))[2]
+
     # --- one job -------------------------------------------------------------------
 
     def stylize(
@@ -155,13 +190,6 @@ class Engine:
             seed = int(resume["seed"])
         width, height = fit_size(content.size[0], content.size[1], params.size)
         plan = self._plan(width, height, params)
-        c_layers = tuple(n for n, _ in params.content_layers)
-        s_layers = tuple(n for n, _ in params.style_layers)
-        loss_weights = tf.constant(
-            [params.content_weight * w for _, w in params.content_layers]
-            + [params.style_weight * w for _, w in params.style_layers]
-            + [params.tv_weight], tf.float32)
-        total_weight = sum(w for _, w in styles)
         work = [w * h * params.iterations for w, h in plan]  # cost units per scale, for ETA/time budget
         state = resume or {}
         history: list[dict[str, float]] = list(state.get("history", []))
@@ -179,23 +207,8 @@ class Engine:
             w, h = plan[si]
             t0 = time.monotonic()
             c_rgb = resize(content.rgb, w, h)
-            c_feats = self.features(c_rgb, c_layers, params.pooling)
-            # Blending styles by averaging their Grams is exact: Σ wᵢ‖G − Gᵢ‖² differs from
-            # ‖G − Σ wᵢGᵢ‖² (Σ wᵢ = 1) only by a constant, so the gradients are the same.
-            grams = [np.zeros_like(g) for g in self.style_grams(styles[0][0], *self._style_size(
-                styles[0][0], w, h, params.style_scale), s_layers, params.pooling)]
-            for img, weight in styles:
-                g = self.style_grams(img, *self._style_size(img, w, h, params.style_scale), s_layers, params.pooling)
-                grams = [a + gi * (weight / total_weight) for a, gi in zip(grams, g)]
+            fg = self.objective(c_rgb, styles, params)
             timings["targets"] += time.monotonic() - t0
-            step = self.step_for(h, w, c_layers, s_layers, params.pooling)
-            ct = [tf.constant(c_feats[n]) for n in c_layers]
-            gt = [tf.constant(g) for g in grams]
-
-            def fg(xv: np.ndarray, step=step, ct=ct, gt=gt) -> tuple[float, np.ndarray, dict[str, float]]:
-                total, grad, lc, ls, lt = step(tf.constant(xv[None], tf.float32), ct, gt, loss_weights)
-                parts = {"loss": float(total), "content": float(lc), "style": float(ls), "tv": float(lt)}
-                return parts["loss"], grad.numpy()[0].astype(np.float64), parts
 
             # starting image: resumed state, the previous scale's result, or the init recipe
             if resume is not None and si == first_scale and "solver" in state:

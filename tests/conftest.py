@@ -1,0 +1,61 @@
+"""Shared fixtures: random weight files written at test time, tiny images, shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.weightfiles import random_network, write_mat
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def thin_net():
+    """A VGG-19-shaped network at 1/8 width: same structure, fast on 2 cores."""
+    return random_network(seed=7, width_scale=0.125)
+
+
+@pytest.fixture(scope="session")
+def thin_mat(tmp_path_factory, thin_net) -> Path:
+    return write_mat(tmp_path_factory.mktemp("weights") / "thin.mat", thin_net)
+
+
+@pytest.fixture(scope="session")
+def engine(thin_mat):
+    from nstd.engine import Engine, load_weights
+
+    return Engine(load_weights(thin_mat))
+
+
+def make_image(path: Path, size=(48, 36), seed: int = 0, mode: str = "RGB") -> Path:
+    """A smooth random picture (gradients + blobs), decodable by anything."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    chans = [np.sin(xx * rng.uniform(3, 9) + rng.uniform(0, 6)) * np.cos(yy * rng.uniform(3, 9)) for _ in range(3)]
+    rgb = ((np.stack(chans, -1) * 0.5 + 0.5) * 255).astype(np.uint8)
+    im = Image.fromarray(rgb, "RGB")
+    if mode != "RGB":
+        im = im.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path):
+    return make_image(tmp_path / "content.png", seed=1), make_image(tmp_path / "style.png", (40, 40), seed=2)
+
+
+def shared_seed() -> Path:
+    seed = SHARED / "seed"
+    if not (seed / "japanese_garden.jpg").is_file():
+        pytest.skip(f"shared data not found at {seed}")
+    return seed

@@ -1,0 +1,144 @@
+"""The engine as a library: correct loss, reproducible, resumable, bounded in time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
+from nstd.images import load_image, resize
+from nstd.params import resolve
+from tests.conftest import make_image
+from tests.reference import origin_loss
+
+
+@pytest.fixture
+def pair(tmp_path):
+    content = load_image(make_image(tmp_path / "c.png", (32, 32), seed=1))
+    style = load_image(make_image(tmp_path / "s.png", (32, 32), seed=2))
+    return content, style
+
+
+def small(**kw):
+    base = {"size": 32, "iterations": 6, "seed": 3}
+    base.update(kw)
+    return resolve(base)
+
+
+def test_engine_loss_equals_independent_reference(engine, thin_net, pair):
+    content, style = pair
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (32, 32, 3)).astype(np.float32)
+    parts = engine.evaluate(image, content, [(style, 1.0)], resolve({"preset": "origin"}))
+    ref = origin_loss(thin_net, image, content.rgb, style.rgb)
+    assert parts["loss"] == pytest.approx(ref, rel=1e-3)
+    assert parts["content"] > 0 and parts["style"] > 0
+
+
+def test_stylize_lowers_loss_and_reports(engine, pair):
+    content, style = pair
+    seen = []
+    result = engine.stylize(content, [(style, 1.0)], small(size=64, iterations=10), progress=seen.append)
+    assert result.final["loss"] < result.initial["loss"] / 10
+    assert result.shapes == [(32, 32), (64, 64)] and result.image.shape == (64, 64, 3)
+    assert result.iterations == 20
+    tiny = engine.stylize(content, [(style, 1.0)], small(size=32, iterations=2))
+    assert tiny.shapes == [(32, 32)]  # a 16 px scale carries no style: skipped
+    its = [(p.scale, p.iteration) for p in seen]
+    assert its == sorted(its) and seen[-1].eta == pytest.approx(0, abs=1e-6)
+
+
+def test_same_seed_same_image_other_seed_differs(engine, pair):
+    content, style = pair
+    p = small(preset="origin", size=32, iterations=5)
+    a = engine.stylize(content, [(style, 1.0)], p).image
+    b = engine.stylize(content, [(style, 1.0)], p).image
+    c = engine.stylize(content, [(style, 1.0)], small(preset="origin", size=32, iterations=5, seed=4)).image
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_seed_is_chosen_and_recorded_when_not_given(engine, pair):
+    content, style = pair
+    r = engine.stylize(content, [(style, 1.0)], small(seed=None, iterations=2))
+    assert isinstance(r.seed, int)
+
+
+@pytest.mark.parametrize("solver, iterations", [("fast", 6), ("origin", 12)])
+def test_resume_from_checkpoint_gives_the_same_image(engine, pair, solver, iterations):
+    content, style = pair
+    p = small(solver=solver, iterations=iterations, size=64)
+    whole = engine.stylize(content, [(style, 1.0)], p)
+    saved = []
+    calls = {"n": 0}
+
+    def stop() -> bool:  # stop after 9 iterations (fast: 6 at 32 px, then 3 at 64 px)
+        calls["n"] += 1
+        return calls["n"] > 9
+
+    with pytest.raises(Interrupted):
+        engine.stylize(content, [(style, 1.0)], p, checkpoint=lambda s: saved.append(save_checkpoint(s)),
+                       should_stop=stop)
+    state = load_checkpoint(saved[-1])
+    assert (state["scale"], state["iteration"]) == ((1, 3) if solver == "fast" else (0, 9))
+    resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
+    assert np.array_equal(resumed.image, whole.image)
+    assert resumed.iterations == whole.iterations and resumed.seed == whole.seed
+    assert len(resumed.history) == len(whole.history)
+
+
+def test_time_limit_stops_early_with_best_image(engine, pair):
+    content, style = pair
+    r = engine.stylize(content, [(style, 1.0)], small(iterations=100000, time_limit=1.5, scales=[1.0]))
+    assert r.stopped_by == "time_limit" and r.iterations < 100000
+    assert r.final["loss"] == min(h["loss"] for h in r.history) or r.final["loss"] <= r.initial["loss"]
+
+
+def test_cached_style_grams_equal_fresh_ones(engine, pair, thin_mat):
+    from nstd.engine import Engine, load_weights
+
+    _, style = pair
+    layers = ("conv1_1", "conv3_1", "conv5_1")
+    first = engine.style_grams(style, 32, 32, layers, "avg")
+    again = engine.style_grams(style, 32, 32, layers, "avg")
+    fresh = Engine(load_weights(thin_mat)).style_grams(style, 32, 32, layers, "avg")
+    assert again is first
+    for a, b in zip(first, fresh):
+        assert np.array_equal(a, b)
+
+
+def test_style_blend_equals_averaged_grams(engine, pair, tmp_path):
+    content, style = pair
+    other = load_image(make_image(tmp_path / "s2.png", (32, 32), seed=9))
+    image = np.full((32, 32, 3), 120.0, np.float32)
+    p = small()
+    both = engine.evaluate(image, content, [(style, 3.0), (other, 1.0)], p)["style"]
+    one = engine.evaluate(image, content, [(style, 1.0)], p)["style"]
+    two = engine.evaluate(image, content, [(other, 1.0)], p)["style"]
+    assert both != one and both != two and min(one, two) * 0.0 <= both <= max(one, two)
+
+
+def test_alpha_is_reapplied_and_colours_preserved(engine, tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., :3] = np.asarray(Image.open(make_image(tmp_path / "c.png", (32, 32), seed=1)))
+    rgba[..., 3] = 200
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "ca.png")
+    content = load_image(tmp_path / "ca.png")
+    style = load_image(make_image(tmp_path / "s.png", (32, 32), seed=5))
+    r = engine.stylize(content, [(style, 1.0)], small(preserve_colors=True))
+    assert r.alpha is not None and np.allclose(r.alpha, 200, atol=1)
+    ycc = lambda a: np.asarray(Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("YCbCr"), float)  # noqa: E731
+    chroma_err = np.abs(ycc(r.image)[..., 1:] - ycc(resize(content.rgb, 32, 32))[..., 1:]).mean()
+    assert chroma_err < 3
+
+
+def test_step_is_compiled_once_per_shape(engine, pair):
+    content, style = pair
+    p = small(scales=[1.0], iterations=2)
+    engine.stylize(content, [(style, 1.0)], p)
+    n = len(engine._steps)
+    engine.stylize(content, [(style, 2.0)], small(scales=[1.0], iterations=3, content_weight=5.0))
+    assert len(engine._steps) == n
+    traced = [f.experimental_get_tracing_count() for f in engine._steps.values()]
+    assert max(traced) == 1
