@@ -38,7 +38,7 @@ def test_engine_loss_equals_independent_reference(engine, thin_net, pair):
 def test_stylize_lowers_loss_and_reports(engine, pair):
     content, style = pair
     seen = []
-    result = engine.stylize(content, [(style, 1.0)], small(size=64, iterations=10), progress=seen.append)
+    result = engine.stylize(content, [(style, 1.0)], small(size=64, iterations=10, coarse_iterations=10), progress=seen.append)
     assert result.final["loss"] < result.initial["loss"] / 10
     assert result.shapes == [(32, 32), (64, 64)] and result.image.shape == (64, 64, 3)
     assert result.iterations == 20
@@ -66,7 +66,7 @@ def test_seed_is_chosen_and_recorded_when_not_given(engine, pair):
 @pytest.mark.parametrize("solver, iterations", [("fast", 6), ("origin", 12)])
 def test_resume_from_checkpoint_gives_the_same_image(engine, pair, solver, iterations):
     content, style = pair
-    p = small(solver=solver, iterations=iterations, size=64)
+    p = small(solver=solver, iterations=iterations, coarse_iterations=iterations, size=64)
     whole = engine.stylize(content, [(style, 1.0)], p)
     saved = []
     calls = {"n": 0}
