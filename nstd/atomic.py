@@ -90,3 +90,48 @@ def write_new(path: Path, write: Callable[[BinaryIO], None], mode: int | None = 
     finally:
         if tmp.exists():
             os.unlink(tmp)
+
+
+def move_path(src: Path, dst: Path) -> Path:
+    """rename(), or where src and dst are on different file systems, copy+fsync then delete.
+
+    The copy is made under a hidden temporary name and renamed into place, so the
+    destination never shows a partial file or folder.
+    """
+    import errno
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, dst)
+        return dst
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    tmp = dst.with_name(f".{dst.name}.moving")
+    if src.is_dir():
+        shutil.copytree(src, tmp)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+    else:
+        shutil.copy2(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, dst)
+    fsync_dir(dst.parent)
+    if src.is_dir():
+        shutil.rmtree(src)
+    else:
+        src.unlink()
+    return dst
+
+
+def free_name(path: Path) -> Path:
+    """``path`` if unused, else ``path-1``, ``path-2``… (for folders and files)."""
+    n = 0
+    while numbered(path, n).exists():
+        n += 1
+    return numbered(path, n)

@@ -103,6 +103,139 @@ def cmd_weights_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace):
+    from nstd import config
+
+    return config.load(args.config or config.default_path())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nstd import config, service
+
+    return service.run(args.config or config.default_path())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and any job YAML files; say exactly what is wrong."""
+    from nstd import jobs
+    from nstd.params import resolve
+
+    problems = 0
+    cfg = None
+    if args.config or not args.jobs:
+        try:
+            cfg = _config(args)
+            print(f"ok: config {cfg.source} (inbox {cfg.paths.inbox}, weights {cfg.weights})")
+        except NstdError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            problems += 1
+    max_yaml = cfg.limits.yaml_bytes if cfg else 65536
+    for job in args.jobs:
+        path = Path(job)
+        try:
+            if path.name == "job.yaml":  # a folder job
+                spec = jobs.load_spec(path.parent.name, "folder", path.parent.parent, max_yaml)
+            else:
+                spec = jobs.load_spec(path.stem, "yaml", path.parent, max_yaml)
+            params = resolve({**(cfg.defaults if cfg else {}), **spec.raw_params}, where=path.name)
+            if cfg:
+                from nstd.images import load_image
+
+                content = load_image(spec.content, cfg.limits.input_pixels)
+                jobs.check_limits(params, content.size, cfg.limits, path.name)
+            print(f"ok: job {path} (content {spec.content.name}, {len(spec.styles)} style(s))")
+        except NstdError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            problems += 1
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            problems += 1
+    return 1 if problems else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    cfg = _config(args)
+    folder = cfg.paths.state / "status"
+    daemons = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            daemons.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    if args.json:
+        print(json.dumps({"daemons": daemons}, indent=1))
+        return 0
+    if not daemons:
+        print(f"no daemon is running for {cfg.paths.inbox} (no status under {folder})")
+        return 3
+    for d in daemons:
+        age = time.time() - float(d.get("updated", 0))
+        print(f"daemon {d['host']} pid {d['pid']}: {d['state']} on {d.get('device')} (updated {age:.0f}s ago)")
+        cur = d.get("current")
+        if cur:
+            print(f"  running: {cur['name']} scale {cur.get('scale', '-')}/{cur.get('scales', '-')} iteration "
+                  f"{cur.get('iteration', 0)}/{cur.get('iterations', '?')} loss {cur.get('loss', '-')} "
+                  f"ETA {cur.get('eta', '?')}s")
+        for q in d.get("queue", []):
+            print(f"  queued:  {q['name']} ({q['form']}{', ' + q['waiting_for'] if q.get('waiting_for') else ''})")
+        for r in d.get("recent_done", [])[-5:]:
+            print(f"  done:    {r['name']} → {r['output']}")
+        for r in d.get("recent_failed", [])[-5:]:
+            print(f"  failed:  {r['name']}: {r['error']}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Drop a folder job into the inbox atomically (hidden while it is being written)."""
+    import shutil
+
+    import yaml
+
+    from nstd.atomic import fsync_dir
+    from nstd.images import load_image
+    from nstd.jobs import safe_name
+    from nstd.params import parse_set, resolve
+
+    cfg = _config(args)
+    raw = parse_set(args.set or [])
+    resolve({**cfg.defaults, **raw}, where="nstd submit")
+    for img in [args.content, *args.styles]:
+        load_image(Path(img), cfg.limits.input_pixels)
+    name = safe_name(args.name or Path(args.content).stem)
+    target = cfg.paths.inbox / name
+    n = 1
+    while target.exists():
+        target = cfg.paths.inbox / f"{name}-{n}"
+        n += 1
+    tmp = cfg.paths.inbox / f".{target.name}.submitting"
+    tmp.mkdir(parents=True)
+    shutil.copyfile(args.content, tmp / ("content" + Path(args.content).suffix.lower()))
+    for i, style in enumerate(args.styles, 1):
+        shutil.copyfile(style, tmp / (f"style{i}" + Path(style).suffix.lower()))
+    (tmp / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False) if raw else "{}\n")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, target)
+    fsync_dir(target.parent)
+    print(f"submitted {target}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from nstd import outbox
+
+    cfg = _config(args)
+    try:
+        moved = outbox.retry(cfg, args.name)
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise ParamError(str(exc)) from None
+    print(f"put back into the inbox: {', '.join(str(p) for p in moved)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nstd", description="Neural style transfer: one-off jobs and a daemon.")
     p.add_argument("--version", action="version", version=f"nstd {__version__}")
@@ -131,6 +264,28 @@ def build_parser() -> argparse.ArgumentParser:
     i = wsub.add_parser("info", help="format, layers, shapes and sha256 of a weights file")
     i.add_argument("path")
     i.set_defaults(func=cmd_weights_info)
+
+    def with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--config", help="config file (default: $NSTD_CONFIG or /etc/nstd/config.yaml)")
+        return parser
+
+    r = with_config(sub.add_parser("run", help="run the daemon: watch the inbox, stylize, write the outbox"))
+    r.set_defaults(func=cmd_run)
+    ch = with_config(sub.add_parser("check", help="validate a config and/or job YAML files"))
+    ch.add_argument("jobs", nargs="*", metavar="JOB.yaml")
+    ch.set_defaults(func=cmd_check)
+    st = with_config(sub.add_parser("status", help="queue, current job and recent results of running daemons"))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+    sb = with_config(sub.add_parser("submit", help="drop a job into the inbox atomically"))
+    sb.add_argument("content")
+    sb.add_argument("styles", nargs="+", metavar="STYLE")
+    sb.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sb.add_argument("--name")
+    sb.set_defaults(func=cmd_submit)
+    rt = with_config(sub.add_parser("retry", help="put a failed job back into the inbox"))
+    rt.add_argument("name", help="its folder under failed/, e.g. NAME or sub/NAME")
+    rt.set_defaults(func=cmd_retry)
     return p
 
 

@@ -1,0 +1,201 @@
+"""The daemon's configuration: strict, explained, and refused when unsafe.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and paths
+that would make the daemon eat its own output are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from nstd.errors import ConfigError, ParamError
+from nstd.params import CHECKS, resolve, unknown_key_error
+
+
+@dataclass(frozen=True)
+class Paths:
+    inbox: Path
+    outbox: Path
+    failed: Path
+    archive: Path | None
+    state: Path
+    delete_originals: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    size: int = 2048
+    iterations: int = 5000
+    input_pixels: int = 50_000_000
+    input_bytes: int = 200_000_000
+    yaml_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class Watch:
+    mode: str = "auto"  # auto | events | polling
+    settle_seconds: float = 5.0
+    rescan_seconds: float = 60.0
+    poll_interval: float = 2.0
+    incomplete_timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Output:
+    format: str = "png"
+    umask: int = 0o002
+    file_mode: int | None = None
+    group: str | None = None
+    preview_every: int = 0
+
+
+@dataclass(frozen=True)
+class Service:
+    checkpoint_every: int = 20
+    heartbeat_seconds: float = 5.0
+    lease_timeout: float = 120.0
+    retries: int = 3
+    retry_backoff: float = 30.0
+    stop_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths
+    weights: str = "imagenet"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits = Limits()
+    watch: Watch = Watch()
+    output: Output = Output()
+    service: Service = Service()
+    source: str = ""
+
+
+SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service}
+TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service")
+PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
+
+
+def _section(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: must be a mapping of keys, got {type(raw).__name__}.")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(str(unknown_key_error(str(key), list(known), where)))
+        default = known[key].default
+        if key in ("umask", "file_mode") and isinstance(value, str):
+            try:
+                value = int(value, 8)
+            except ValueError:
+                raise ConfigError(f"{where}.{key}: {value!r} is not an octal mode like '0640'.") from None
+        if key == "mode":
+            if value not in ("auto", "events", "polling"):
+                raise ConfigError(f"{where}.mode: {value!r} is not allowed; choose auto, events or polling.")
+        elif key == "format":
+            if value not in ("png", "jpg", "webp", "tiff"):
+                raise ConfigError(f"{where}.format: {value!r} is not allowed; choose png, jpg, webp or tiff.")
+        elif key == "group":
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{where}.group: must be a group name, got {value!r}.")
+        elif isinstance(default, (int, float)) or key == "file_mode":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ConfigError(f"{where}.{key}: must be a non-negative number, got {value!r}.")
+            if value is None and key != "file_mode":
+                raise ConfigError(f"{where}.{key}: must be a number, got nothing.")
+        values[key] = value
+    return cls(**values)
+
+
+def parse(raw: Any, source: str, base: Path) -> Config:
+    """Validate a parsed YAML document; relative paths are relative to the file's folder."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the config must be a YAML mapping with keys {', '.join(TOP_KEYS)}.")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(str(unknown_key_error(str(key), TOP_KEYS, source)))
+    paths_raw = raw.get("paths")
+    if not isinstance(paths_raw, Mapping):
+        raise ConfigError(f"{source}: 'paths' is required (inbox, outbox, failed, archive, state).")
+    for key in paths_raw:
+        if key not in PATH_KEYS:
+            raise ConfigError(str(unknown_key_error(str(key), PATH_KEYS, f"{source}: paths")))
+    resolved: dict[str, Any] = {}
+    for key in ("inbox", "outbox", "failed", "archive", "state"):
+        value = paths_raw.get(key)
+        if value is None:
+            if key == "archive" and paths_raw.get("delete_originals"):
+                resolved[key] = None
+                continue
+            raise ConfigError(f"{source}: paths.{key} is required.")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{source}: paths.{key} must be a folder path, got {value!r}.")
+        resolved[key] = (base / os.path.expanduser(value)).resolve()
+    delete = paths_raw.get("delete_originals", False)
+    if not isinstance(delete, bool):
+        raise ConfigError(f"{source}: paths.delete_originals must be true or false, got {delete!r}.")
+    paths = Paths(**resolved, delete_originals=delete)
+    check_paths(paths, source)
+
+    weights = raw.get("weights", "imagenet")
+    if not isinstance(weights, str):
+        raise ConfigError(f"{source}: weights must be 'imagenet' or a file path, got {weights!r}.")
+    if weights != "imagenet":
+        weights = str((base / os.path.expanduser(weights)).resolve())
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(f"{source}: defaults must be a mapping of job parameters.")
+    try:
+        resolve(defaults, where=f"{source}: defaults")
+    except ParamError as exc:
+        raise ConfigError(str(exc)) from None
+    return Config(paths=paths, weights=weights, defaults=dict(defaults), source=source,
+                  **{k: _section(cls, raw.get(k), f"{source}: {k}") for k, cls in SECTIONS.items()})
+
+
+def check_paths(p: Paths, source: str) -> None:
+    """Refuse layouts that loop or lose files: no folder inside another, inbox excluded."""
+    named = {"inbox": p.inbox, "outbox": p.outbox, "failed": p.failed, "state": p.state}
+    if p.archive is not None:
+        named["archive"] = p.archive
+    items = list(named.items())
+    for i, (a, pa) in enumerate(items):
+        for b, pb in items[i + 1:]:
+            if pa == pb:
+                raise ConfigError(f"{source}: paths.{a} and paths.{b} are the same folder ({pa}); give each its own.")
+            for inner, outer, x, y in ((pa, pb, a, b), (pb, pa, b, a)):
+                if outer in inner.parents:
+                    raise ConfigError(
+                        f"{source}: paths.{x} ({inner}) is inside paths.{y} ({outer}). "
+                        + ("The daemon would take its own files as new jobs. " if y == "inbox" else "")
+                        + "Put each folder side by side instead."
+                    )
+
+
+def load(path: str | os.PathLike) -> Config:
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc}).") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, str(path), path.parent.resolve())
+
+
+def default_path() -> str:
+    return os.environ.get("NSTD_CONFIG", "/etc/nstd/config.yaml")
+
+
+def job_param_keys() -> tuple[str, ...]:
+    return tuple(CHECKS)

@@ -1,0 +1,400 @@
+"""Jobs in the inbox: what counts as one, when it is complete, and who owns it.
+
+Three forms (all may sit in sub-folders, which are mirrored to the outbox):
+  (a) ``NAME.yaml`` naming its images, which lie beside it;
+  (b) a folder ``NAME/`` with ``content.*``, ``style*.*`` and an optional ``job.yaml``;
+  (c) ``NAME.content.EXT`` + ``NAME.style*.EXT`` (defaults apply).
+
+A job is *claimed* by renaming its first file (the YAML, the folder, or the content
+image) into a fresh work folder under ``state/work/``. rename() is atomic on one file
+system, NFS and SMB included, so of several daemons sharing the inbox exactly one
+wins. The work folder holds a lease (host, pid, heartbeat) so a job whose daemon died
+is taken over by another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nstd.atomic import write_bytes_atomic
+from nstd.errors import NstdError, ParamError
+from nstd.images import FORMATS
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+YAML_EXTS = {".yaml", ".yml"}
+#: Partial downloads and sync/NAS/OS litter: never a job (or part of one).
+LITTER_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".!sync", ".!qB", ".swp")
+LITTER_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "@eadir", "#recycle", "$recycle.bin", ".stfolder",
+                ".stversions", "lost+found", ".snapshot", ".trash", ".trashes", ".spotlight-v100", ".fseventsd",
+                ".apdisk", "icon\r"}
+
+
+class JobError(NstdError):
+    phase = "job"
+
+
+def is_litter(name: str) -> bool:
+    low = name.lower()
+    return (name.startswith((".", "~$", "._", "~")) or low in LITTER_NAMES
+            or low.endswith(LITTER_SUFFIXES) or low.startswith(".syncthing."))
+
+
+@dataclass
+class Candidate:
+    """A job seen in the inbox, complete or not."""
+
+    name: str
+    rel: Path  # its folder relative to the inbox ("." at the top)
+    form: str  # yaml | folder | pair
+    primary: Path  # renamed first to claim it
+    files: list[Path]  # everything that belongs to it (absolute, in the inbox)
+    waiting_for: str | None = None  # why it is not complete yet
+
+    @property
+    def key(self) -> str:
+        return f"{self.rel}/{self.name}:{self.form}"
+
+
+def _images(folder: Path) -> list[Path]:
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if p.is_file() and not is_litter(p.name)]
+
+
+def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
+    """Paths a job YAML names (None when it cannot be read as YAML yet)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return []
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict):
+        return []
+    refs = []
+    if isinstance(data.get("content"), str):
+        refs.append(data["content"])
+    style = data.get("style")
+    for item in style if isinstance(style, list) else [style]:
+        if isinstance(item, str):
+            refs.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("path"), str):
+            refs.append(item["path"])
+    return refs
+
+
+def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
+    """Every job in ``inbox`` (recursively), complete or still arriving."""
+    found: list[Candidate] = []
+
+    def walk(folder: Path) -> None:
+        rel = folder.relative_to(inbox)
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            return
+        files = [p for p in entries if not is_litter(p.name) and p.is_file()]
+        dirs = [p for p in entries if not is_litter(p.name) and p.is_dir() and not p.is_symlink()]
+        for d in dirs:
+            names = {p.name.lower() for p in _images(d)}
+            if "job.yaml" in names or any(n.startswith("content.") for n in names):
+                found.append(folder_candidate(d, rel))
+            else:
+                walk(d)
+        owned: set[Path] = set()
+        for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
+            refs = _yaml_refs(y, max_yaml_bytes)
+            parts = [y] + [folder / r for r in refs or [] if not os.path.isabs(r) and ".." not in Path(r).parts]
+            missing = [p.name for p in parts[1:] if not p.is_file()]
+            owned.update(parts)
+            found.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if p.exists()],
+                                   f"waiting for {', '.join(missing)}" if missing else None))
+        for c in (p for p in files if p not in owned and ".content." in p.name.lower()):
+            name = c.name[: c.name.lower().rindex(".content.")]
+            styles = [p for p in files if p not in owned and p.name.lower().startswith(name.lower() + ".style")
+                      and p.suffix.lower() in IMAGE_EXTS]
+            found.append(Candidate(name, rel, "pair", c, [c] + styles,
+                                   None if styles else f"waiting for {name}.style.* beside {c.name}"))
+
+    if inbox.is_dir():
+        walk(inbox)
+    return found
+
+
+def folder_candidate(d: Path, rel: Path) -> Candidate:
+    files = _images(d)
+    names = [p.name.lower() for p in files]
+    waiting = None
+    if "job.yaml" not in names:
+        if not any(n.startswith("content.") for n in names):
+            waiting = "waiting for content.* in the folder"
+        elif not any(n.startswith("style") for n in names):
+            waiting = "waiting for style*.* in the folder"
+    return Candidate(d.name, rel, "folder", d, files, waiting)
+
+
+def signature(c: Candidate) -> tuple:
+    """Sizes and mtimes of every part: a job is settled when this stops changing."""
+    sig = []
+    for p in c.files:
+        try:
+            st = p.stat()
+        except OSError:
+            sig.append((str(p), -1, -1))
+            continue
+        sig.append((str(p), st.st_size, st.st_mtime_ns))
+    if c.form == "folder":
+        sig.extend((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in _images(c.primary) if p.exists())
+    return tuple(sorted(set(sig)))
+
+
+@dataclass
+class Seen:
+    sig: tuple
+    changed: float  # monotonic time of the last change
+    first: float  # monotonic time first seen (arrival order, incomplete timeout)
+    arrived_wall: float
+
+
+class Settler:
+    """Remembers what each candidate looked like, to tell finished copies from running ones."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Seen] = {}
+
+    def update(self, candidates: list[Candidate], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        keys = set()
+        for c in candidates:
+            keys.add(c.key)
+            sig = signature(c)
+            s = self.seen.get(c.key)
+            if s is None:
+                self.seen[c.key] = Seen(sig, now, now, time.time())
+            elif s.sig != sig:
+                s.sig, s.changed = sig, now
+        for k in list(self.seen):
+            if k not in keys:
+                del self.seen[k]
+
+    def settled(self, c: Candidate, seconds: float, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        s = self.seen.get(c.key)
+        return s is not None and now - s.changed >= seconds
+
+    def age(self, c: Candidate, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        s = self.seen.get(c.key)
+        return 0.0 if s is None else now - s.first
+
+
+# --- job specification (what the job asks for) --------------------------------------------
+
+
+@dataclass
+class JobSpec:
+    name: str
+    content: Path
+    styles: list[tuple[Path, float]]
+    raw_params: dict[str, Any]
+    output_name: str | None
+    files: list[Path] = field(default_factory=list)
+
+
+def inside(folder: Path, rel: str, what: str, source: str) -> Path:
+    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` and symlinks out."""
+    if not isinstance(rel, str) or not rel:
+        raise JobError(f"{source}: '{what}' must be a file name, got {rel!r}.")
+    if os.path.isabs(rel) or ".." in Path(rel).parts:
+        raise JobError(f"{source}: '{what}: {rel}' leaves the job's folder; name a file beside the job "
+                       "(no absolute paths, no '..').")
+    path = folder / rel
+    real = path.resolve()
+    if folder.resolve() not in real.parents:
+        raise JobError(f"{source}: '{what}: {rel}' is a symlink pointing outside the job's folder; copy the "
+                       "file in instead.")
+    if not path.is_file():
+        raise JobError(f"{source}: '{what}: {rel}' does not exist in the job's folder.")
+    return path
+
+
+def read_job_yaml(path: Path, max_bytes: int) -> dict[str, Any]:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise JobError(f"{path.name}: {size} bytes is over the job YAML limit of {max_bytes} (limits.yaml_bytes).")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise JobError(f"{path.name}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise JobError(f"{path.name}: a job YAML must be a mapping of keys (content, style, size, ...), "
+                       f"got {type(data).__name__}.")
+    return data
+
+
+def parse_styles(value: Any, folder: Path, source: str) -> list[tuple[Path, float]]:
+    items = value if isinstance(value, list) else [value]
+    if not items or value is None:
+        raise JobError(f"{source}: 'style' must name at least one image (a path, or a list of paths or "
+                       "{path, weight}).")
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            unknown = set(item) - {"path", "weight"}
+            if unknown or "path" not in item:
+                raise JobError(f"{source}: each style entry is {{path, weight}}; got keys {sorted(item)}.")
+            weight = item.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                raise JobError(f"{source}: style weight must be a positive number, got {weight!r}.")
+            out.append((inside(folder, item["path"], "style", source), float(weight)))
+        else:
+            out.append((inside(folder, item, "style", source), 1.0))
+    return out
+
+
+def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> JobSpec:
+    """Read a claimed job's inputs (in its work folder) into a :class:`JobSpec`."""
+    folder = input_dir / name if form == "folder" else input_dir
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    yaml_path = folder / "job.yaml" if form == "folder" else None
+    if form == "yaml":  # NAME.yaml, or NAME.yml
+        yaml_path = next((p for p in files if p.stem == name and p.suffix.lower() in YAML_EXTS), None)
+    data: dict[str, Any] = {}
+    source = name
+    if yaml_path is not None and yaml_path.is_file():
+        data = read_job_yaml(yaml_path, max_yaml_bytes)
+        source = yaml_path.name if form != "folder" else f"{name}/job.yaml"
+    data = dict(data)
+    content_ref, style_ref = data.pop("content", None), data.pop("style", None)
+    output = data.pop("output", None)
+    if form == "pair":
+        content = next(p for p in files if ".content." in p.name.lower())
+        styles = [(p, 1.0) for p in files if ".style" in p.name.lower()]
+    elif form == "folder" and content_ref is None:
+        found = [p for p in _images(folder) if p.name.lower().startswith("content.")]
+        if len(found) != 1:
+            raise JobError(f"{name}/: needs exactly one content.* image, found {[p.name for p in found]}.")
+        content = found[0]
+        styles = [(p, 1.0) for p in _images(folder) if p.name.lower().startswith("style")]
+        if style_ref is not None:
+            styles = parse_styles(style_ref, folder, source)
+        if not styles:
+            raise JobError(f"{name}/: no style*.* image in the folder.")
+    else:
+        if content_ref is None:
+            raise JobError(f"{source}: 'content' is required: the content image's file name beside the YAML.")
+        content = inside(folder, content_ref, "content", source)
+        styles = parse_styles(style_ref, folder, source)
+    if output is not None:
+        if not isinstance(output, str) or "/" in output or "\\" in output or output.startswith("."):
+            raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {output!r}.")
+        if Path(output).suffix.lower() not in FORMATS:
+            raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "
+                           f"{', '.join(sorted(FORMATS))}.")
+    return JobSpec(name, content, styles, data, output, files)
+
+
+def check_limits(params: Any, content_size: tuple[int, int], limits: Any, source: str) -> None:
+    size = params.size or max(content_size)
+    if size > limits.size:
+        raise ParamError(f"{source}: size {size} is over the limit of {limits.size} pixels (limits.size); ask for "
+                         "a smaller size.")
+    if params.iterations > limits.iterations:
+        raise ParamError(f"{source}: iterations {params.iterations} is over the limit of {limits.iterations} "
+                         "(limits.iterations).")
+
+
+# --- claims and leases --------------------------------------------------------------------
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] or "job"
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    write_bytes_atomic(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
+    """Move ``c``'s files into a new work folder; None if another daemon was faster."""
+    pid = os.getpid()
+    work = work_root / f"{time.time_ns()}-{safe_name(host_name())}-{pid}-{safe_name(c.name)}"
+    inp = work / "input"
+    inp.mkdir(parents=True)
+    write_yaml(work / "lease.yaml", {"host": host_name(), "pid": pid, "heartbeat": time.time()})
+    write_yaml(work / "meta.yaml", {"name": c.name, "rel": str(c.rel), "form": c.form,
+                                     "files": [p.name for p in c.files if p != c.primary or c.form != "folder"],
+                                     "arrived": arrived, "claimed": time.time()})
+    try:
+        os.rename(c.primary, inp / c.primary.name)
+    except FileNotFoundError:
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+    for p in c.files:
+        if p != c.primary and c.form != "folder":
+            try:
+                os.rename(p, inp / p.name)
+            except FileNotFoundError:
+                pass  # reported when the job is read
+    return work
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lease_is_stale(lease: dict[str, Any], timeout: float) -> bool:
+    """Released, its daemon gone from this host, or silent for longer than ``timeout``."""
+    if not lease or lease.get("released"):
+        return True
+    if lease.get("host") == host_name() and isinstance(lease.get("pid"), int) and not pid_alive(lease["pid"]):
+        return True
+    return time.time() - float(lease.get("heartbeat", 0)) > timeout
+
+
+def take_over(work: Path, work_root: Path) -> Path | None:
+    """Adopt an abandoned work folder by renaming it (atomic: one daemon wins)."""
+    meta = read_yaml(work / "meta.yaml")
+    new = work_root / f"{time.time_ns()}-{safe_name(host_name())}-{os.getpid()}-{safe_name(meta.get('name', 'job'))}"
+    try:
+        os.rename(work, new)
+    except (FileNotFoundError, OSError):
+        return None
+    write_yaml(new / "lease.yaml", {"host": host_name(), "pid": os.getpid(), "heartbeat": time.time()})
+    return new
+
+
+def heartbeat(work: Path, released: bool = False) -> None:
+    write_yaml(work / "lease.yaml", {"host": host_name(), "pid": os.getpid(), "heartbeat": time.time(),
+                                     "released": released})

@@ -1,0 +1,127 @@
+"""Where finished and failed jobs go, written so nobody sees half a file.
+
+  outbox/<sub>/NAME.EXT, NAME.report.yaml, NAME.log   (never overwritten: NAME-1.EXT …)
+  failed/<sub>/NAME/   every original input + error.yaml
+  archive/<sub>/NAME/  originals after success (unless delete_originals)
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import traceback
+from pathlib import Path
+from typing import Any
+
+from nstd.atomic import free_name, move_path, write_new
+from nstd.config import Config
+from nstd.jobs import read_yaml, write_yaml
+from nstd.report import dump
+
+
+def _input_files(work: Path) -> list[Path]:
+    return sorted((work / "input").iterdir()) if (work / "input").is_dir() else []
+
+
+def apply_output_mode(path: Path, config: Config) -> None:
+    """File mode and group for shares where other users must read the results."""
+    if config.output.file_mode is not None:
+        os.chmod(path, config.output.file_mode)
+    if config.output.group:
+        try:
+            os.chown(path, -1, grp.getgrnam(config.output.group).gr_gid)
+        except (KeyError, PermissionError) as exc:
+            raise OSError(f"cannot give {path} to group {config.output.group!r}: {exc}") from exc
+
+
+def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes, ext: str,
+            report: dict[str, Any], log_text: str) -> dict[str, str]:
+    """Write the result trio to the outbox once; a resumed finish reuses what was written."""
+    marker = work / "published.yaml"
+    done = read_yaml(marker)
+    folder = config.paths.outbox / rel
+    if "image" not in done:
+        image = write_new(folder / f"{name}{ext}", lambda fh: fh.write(image_bytes))
+        apply_output_mode(image, config)
+        done["image"] = str(image)
+        write_yaml(marker, done)
+    stem = Path(done["image"]).name[: -len(ext)]
+    report["output"] = done["image"]
+    for key, suffix, data in (("report", ".report.yaml", lambda: dump(report)),
+                              ("log", ".log", lambda: log_text.encode())):
+        if key not in done:
+            path = write_new(folder / f"{stem}{suffix}", lambda fh, d=data: fh.write(d()))
+            apply_output_mode(path, config)
+            done[key] = str(path)
+            write_yaml(marker, done)
+    return done
+
+
+def archive_inputs(work: Path, config: Config, name: str, rel: str) -> Path | None:
+    """Originals to archive/<sub>/NAME/ (or deleted when configured); returns where."""
+    files = _input_files(work)
+    if config.paths.delete_originals or config.paths.archive is None:
+        for f in files:
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        return None
+    dest = free_name(config.paths.archive / rel / name)
+    dest.mkdir(parents=True)
+    for f in files:
+        move_path(f, dest / f.name)
+    return dest
+
+
+def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, phase: str,
+         parameters: dict[str, Any] | None, versions: dict[str, str], log_text: str) -> Path:
+    """Every original input plus error.yaml (and the job log) to failed/<sub>/NAME/."""
+    dest = free_name(config.paths.failed / rel / name)
+    tmp = dest.with_name(f".{dest.name}.failing")
+    tmp.mkdir(parents=True, exist_ok=True)
+    meta = read_yaml(work / "meta.yaml")
+    for f in _input_files(work):
+        move_path(f, tmp / f.name)
+    user_error = getattr(exc, "phase", None) is not None
+    error = {
+        "job": name,
+        "phase": phase,
+        "error": type(exc).__name__,
+        "message": str(exc),
+        "what_to_do": "fix the problem, then run 'nstd retry " + str(Path(rel) / name) + "' (or copy the inputs "
+                      "back into the inbox)",
+        "inputs": sorted(p.name for p in tmp.iterdir()),
+        "inbox_folder": rel,
+        "form": meta.get("form"),
+        "parameters": parameters,
+        "versions": versions,
+    }
+    if not user_error:
+        error["traceback"] = "".join(traceback.format_exception(exc)).splitlines()
+    write_yaml(tmp / "error.yaml", error)
+    (tmp / "job.log").write_text(log_text)
+    move_path(tmp, dest)
+    return dest
+
+
+def retry(config: Config, name: str) -> list[Path]:
+    """Put a failed job's inputs back into the inbox where they came from."""
+    src = config.paths.failed / name
+    error = read_yaml(src / "error.yaml")
+    if not src.is_dir() or not error:
+        raise FileNotFoundError(f"{src}: no failed job there (expected a folder with error.yaml).")
+    rel = Path(error.get("inbox_folder", "."))
+    inbox = config.paths.inbox / rel
+    inbox.mkdir(parents=True, exist_ok=True)
+    inputs = [src / n for n in error.get("inputs", []) if (src / n).exists()]
+    moved = []
+    # images first, the job YAML last: the job becomes complete in one step
+    for p in sorted(inputs, key=lambda p: p.suffix.lower() in (".yaml", ".yml")):
+        target = inbox / p.name
+        if target.exists():
+            raise FileExistsError(f"{target} already exists in the inbox; move it away first.")
+        hidden = inbox / f".{p.name}.retry"
+        move_path(p, hidden)
+        os.rename(hidden, target)
+        moved.append(target)
+    shutil.rmtree(src)
+    return moved

@@ -1,0 +1,527 @@
+"""``nstd run``: the long-running service around one resident engine.
+
+Threads, each with one job:
+  * worker (main thread): claims the oldest ready job, runs it, publishes or fails it;
+  * scanner: lists the inbox, tracks which jobs have settled, finds orphaned work;
+  * heartbeat: renews leases, writes the status file, tells systemd we are alive;
+  * observer (watchdog): only wakes the scanner.
+Signals: SIGTERM/SIGINT stop after checkpointing the running job; SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nstd import config as config_mod
+from nstd import jobs, outbox
+from nstd.atomic import write_atomic, write_bytes_atomic
+from nstd.config import Config
+from nstd.errors import ConfigError, ImageError, NstdError
+from nstd.images import encode, load_image
+from nstd.notify import Notifier
+from nstd.params import resolve
+
+log = logging.getLogger("nstd")
+
+
+@dataclass
+class Pending:
+    candidate: jobs.Candidate
+    arrived: float  # wall clock
+    expired: str | None = None  # set when it waited too long: the reason it fails
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Out of memory or disk: worth retrying later rather than failing the job."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENOMEM):
+        return True
+    return type(exc).__name__ == "ResourceExhaustedError"
+
+
+def setup_logging() -> None:
+    """One line per event on stderr; journald adds its own timestamps."""
+    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)s %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("nstd")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class JobLog:
+    """The job's own human-readable log, kept in its work folder (survives restarts)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path, self.name = path, name
+
+    def __call__(self, message: str, *args: Any, level: int = logging.INFO) -> None:
+        text = message % args if args else message
+        log.log(level, "job=%s %s", self.name, text)
+        with open(self.path, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+    def text(self) -> str:
+        return self.path.read_text() if self.path.exists() else ""
+
+
+class Daemon:
+    def __init__(self, cfg: Config, config_path: str | None = None, notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.wake = threading.Event()
+        self.work_ready = threading.Event()
+        self.lock = threading.Lock()
+        self.queue: list[Pending] = []
+        self.orphans: list[Path] = []
+        self.held: set[Path] = set()
+        self.deferred: dict[Path, float] = {}
+        self.settler = jobs.Settler()
+        self.current: dict[str, Any] | None = None
+        self.recent_done: deque = deque(maxlen=20)
+        self.recent_failed: deque = deque(maxlen=20)
+        self.state = "starting"
+        self.started = time.time()
+        self.worker_beat = time.monotonic()
+        self.scanner_beat = time.monotonic()
+        self.engine: Any = None
+        self.weights: Any = None
+        self.observer: Any = None
+        self.status_path = cfg.paths.state / "status" / f"{jobs.safe_name(jobs.host_name())}-{os.getpid()}.json"
+        self._last_status_send = 0.0
+
+    # --- start-up -------------------------------------------------------------------------
+
+    @property
+    def work_root(self) -> Path:
+        return self.cfg.paths.state / "work"
+
+    def prepare(self) -> None:
+        """Create folders and refuse set-ups that cannot be safe."""
+        p = self.cfg.paths
+        os.umask(self.cfg.output.umask)
+        for folder in (p.inbox, p.outbox, p.failed, p.state, self.work_root, self.status_path.parent,
+                       *([p.archive] if p.archive else [])):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create {folder}: {exc.strerror or exc}. Create it and give the "
+                                  "service user write access.") from None
+            if not os.access(folder, os.W_OK):
+                raise ConfigError(f"{folder} is not writable by this user (uid {os.getuid()}); fix its owner or "
+                                  "mode, or ReadWritePaths= in the unit.")
+        if os.stat(p.inbox).st_dev != os.stat(p.state).st_dev:
+            raise ConfigError(f"paths.state ({p.state}) must be on the same file system as paths.inbox "
+                              f"({p.inbox}): jobs are claimed by an atomic rename between them. Put state on "
+                              "the same share, e.g. a hidden folder beside the inbox.")
+
+    def load_engine(self) -> None:
+        from nstd.engine import Engine, load_weights
+
+        t0 = time.monotonic()
+        log.info("loading weights %s", self.cfg.weights)
+        self.weights = load_weights(self.cfg.weights)
+        self.engine = Engine(self.weights)
+        log.info("engine ready on %s in %.1fs (weights %s, %s, sha256 %s…)", self.engine.device,
+                 time.monotonic() - t0, self.weights.source, self.weights.format, self.weights.sha256[:12])
+
+    # --- threads ------------------------------------------------------------------------
+
+    def scan_once(self) -> None:
+        cfg = self.cfg
+        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes)
+        self.settler.update(candidates)
+        pending = []
+        for c in candidates:
+            seen = self.settler.seen[c.key]
+            age = self.settler.age(c)
+            if not self.settler.settled(c, cfg.watch.settle_seconds):
+                if age > cfg.watch.incomplete_timeout:
+                    pending.append(Pending(c, seen.arrived_wall, f"still being written after {age:.0f}s"))
+                continue
+            problem = c.waiting_for or self._undecodable(c)
+            if problem is None:
+                pending.append(Pending(c, seen.arrived_wall))
+            elif age > cfg.watch.incomplete_timeout:
+                pending.append(Pending(c, seen.arrived_wall,
+                                       f"incomplete after {age:.0f}s (watch.incomplete_timeout): {problem}"))
+        pending.sort(key=lambda p: p.arrived)
+        orphans = []
+        for work in sorted(self.work_root.iterdir()) if self.work_root.is_dir() else []:
+            if work.name.startswith(".") or work in self.held:
+                continue
+            if jobs.lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout):
+                orphans.append(work)
+        with self.lock:
+            self.queue, self.orphans = pending, orphans
+        if pending or orphans:
+            self.work_ready.set()
+
+    def _undecodable(self, c: jobs.Candidate) -> str | None:
+        """A settled image that does not decode may be a stalled copy: wait, don't take it."""
+        files = jobs._images(c.primary) if c.form == "folder" else c.files
+        for f in files:
+            if f.suffix.lower() in jobs.IMAGE_EXTS:
+                try:
+                    load_image(f, self.cfg.limits.input_pixels)
+                except ImageError as exc:
+                    if "over the limit" in str(exc):
+                        return None  # a real, complete file: the worker fails it with this message
+                    return f"{f.name} does not decode yet ({exc})"
+        return None
+
+    def scanner(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.scan_once()
+            except Exception:  # noqa: BLE001 - a scan failure must not kill the service
+                log.exception("scanning %s failed; will try again", self.cfg.paths.inbox)
+            self.scanner_beat = time.monotonic()
+            busy = bool(self.settler.seen)
+            timeout = min(self.cfg.watch.settle_seconds / 2, 2.0) if busy else self.cfg.watch.rescan_seconds
+            self.wake.wait(timeout=max(0.2, min(timeout, 5.0)))
+            self.wake.clear()
+
+    def heartbeat(self) -> None:
+        interval = self.cfg.service.heartbeat_seconds
+        wd = self.notifier.watchdog_interval()
+        tick = min(interval, wd) if wd else interval
+        last_lease = 0.0
+        while not self.stopping.wait(timeout=tick):
+            now = time.monotonic()
+            if now - last_lease >= interval:
+                last_lease = now
+                for work in list(self.held):
+                    try:
+                        jobs.heartbeat(work)
+                    except OSError as exc:
+                        log.warning("cannot renew the lease of %s: %s", work.name, exc)
+                self.write_status()
+            if wd and self.alive(wd * 2):
+                self.notifier.send("WATCHDOG=1")
+
+    def alive(self, stall: float) -> bool:
+        """True only while every part is making progress: the systemd watchdog's question."""
+        now = time.monotonic()
+        observer_ok = self.observer is None or self.observer.is_alive()
+        scanner_ok = now - self.scanner_beat < max(stall, self.cfg.watch.rescan_seconds + 30)
+        worker_ok = now - self.worker_beat < max(stall, 60.0)
+        return observer_ok and scanner_ok and worker_ok
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            queue = [{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
+                      "waiting_for": p.candidate.waiting_for, "arrived": p.arrived} for p in self.queue]
+        return {"host": jobs.host_name(), "pid": os.getpid(), "state": self.state, "started": self.started,
+                "updated": time.time(), "device": getattr(self.engine, "device", None), "current": self.current,
+                "queue": queue, "recent_done": list(self.recent_done), "recent_failed": list(self.recent_failed)}
+
+    def write_status(self) -> None:
+        try:
+            write_bytes_atomic(self.status_path, json.dumps(self.status(), indent=1, default=str).encode())
+        except OSError as exc:
+            log.warning("cannot write status file %s: %s", self.status_path, exc)
+
+    def set_status_line(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_status_send >= 1.0:
+            self._last_status_send = now
+            self.notifier.send(f"STATUS={text}")
+
+    # --- the worker -----------------------------------------------------------------------
+
+    def next_work(self) -> Path | None:
+        """Claim something: orphaned work first (it arrived earlier), then the oldest ready job."""
+        now = time.monotonic()
+        for work, when in sorted(self.deferred.items(), key=lambda kv: kv[1]):
+            if when <= now:
+                del self.deferred[work]
+                return work
+        with self.lock:
+            orphans, queue = list(self.orphans), list(self.queue)
+            self.orphans = []
+        for work in orphans:
+            new = jobs.take_over(work, self.work_root)
+            if new is not None:
+                log.info("job=%s resuming work left by an earlier daemon (%s)",
+                         jobs.read_yaml(new / "meta.yaml").get("name"), work.name)
+                return new
+        for p in queue:
+            work = jobs.claim(p.candidate, self.work_root, p.arrived)
+            with self.lock:
+                if p in self.queue:
+                    self.queue.remove(p)
+            if work is not None:
+                if p.expired:
+                    jobs.write_yaml(work / "expired.yaml", {"reason": p.expired})
+                return work
+        return None
+
+    def run_forever(self) -> None:
+        while not self.stopping.is_set():
+            self.worker_beat = time.monotonic()
+            if self.reload_requested.is_set():
+                self.reload()
+            work = self.next_work()
+            if work is None:
+                self.set_status_line(f"idle; {len(self.queue)} job(s) waiting to settle")
+                self.work_ready.wait(timeout=1.0)
+                self.work_ready.clear()
+                continue
+            self.held.add(work)
+            try:
+                self.process(work)
+            finally:
+                if not (work in self.deferred or (work.exists() and self.stopping.is_set())):
+                    self.held.discard(work)
+
+    def process(self, work: Path) -> None:
+        from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
+        from nstd.report import job_report
+
+        cfg = self.cfg
+        meta = jobs.read_yaml(work / "meta.yaml")
+        name, rel, form = meta.get("name", work.name), meta.get("rel", "."), meta.get("form", "yaml")
+        jl = JobLog(work / "job.log", str(Path(rel) / name) if rel != "." else name)
+        params = None
+        try:
+            if (work / "published.yaml").exists():
+                self.finish(work, meta, jl)
+                return
+            expired = jobs.read_yaml(work / "expired.yaml").get("reason")
+            if expired:
+                raise jobs.JobError(f"{name}: {expired}")
+            jl("claimed (form %s, folder %s, waited %.1fs)", form, rel, time.time() - float(meta.get("arrived", 0)))
+            spec = jobs.load_spec(name, form, work / "input", cfg.limits.yaml_bytes)
+            source = spec.content.parent.name if form == "folder" else name
+            for f in spec.files:
+                if f.stat().st_size > cfg.limits.input_bytes:
+                    raise jobs.JobError(f"{f.name}: {f.stat().st_size:,} bytes is over limits.input_bytes "
+                                        f"({cfg.limits.input_bytes:,}).")
+            params = resolve({"preview_every": cfg.output.preview_every, **cfg.defaults, **spec.raw_params},
+                             where=f"{source} parameters")
+            content = load_image(spec.content, cfg.limits.input_pixels)
+            styles = [(load_image(p, cfg.limits.input_pixels), w) for p, w in spec.styles]
+            jobs.check_limits(params, content.size, cfg.limits, source)
+            init_image = None
+            if params.init not in ("noise", "content", "style"):
+                init_image = load_image(jobs.inside(spec.content.parent, params.init, "init", source),
+                                        cfg.limits.input_pixels)
+            jl("content %s %dx%d; styles %s", spec.content.name, *content.size,
+               ", ".join(f"{p.name} (weight {w:g})" for p, w in spec.styles))
+            jl("parameters: preset %s, solver %s, size %s, iterations %d, seed %s", params.preset, params.solver,
+               params.size, params.iterations, params.seed)
+        except NstdError as exc:
+            self.fail(work, name, rel, exc, exc.phase, params, jl)
+            return
+        except Exception as exc:  # noqa: BLE001 - unreadable inputs are the job's problem, not ours
+            self.fail(work, name, rel, exc, "input", params, jl)
+            return
+
+        ckpt = work / "checkpoint.npz"
+        key = json.dumps(params.as_dict(), sort_keys=True, default=str)
+        resume = None
+        if ckpt.exists():
+            try:
+                state = load_checkpoint(ckpt.read_bytes())
+                if state.get("params") == key:
+                    resume = state
+                    jl("resuming from checkpoint at scale %d, iteration %d", state["scale"] + 1, state["iteration"])
+                else:
+                    jl("parameters changed since the checkpoint: starting over")
+            except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
+                jl("checkpoint unreadable (%s): starting over", exc, level=logging.WARNING)
+
+        def save(state: dict[str, Any]) -> None:
+            write_atomic(ckpt, lambda fh: fh.write(save_checkpoint({**state, "params": key})))
+
+        last_log = [0.0]
+
+        def progress(p: Any) -> None:
+            self.worker_beat = time.monotonic()
+            self.current = {"name": jl.name, "scale": p.scale, "scales": p.scales, "iteration": p.iteration,
+                            "iterations": p.iterations, "loss": p.loss, "elapsed": round(p.elapsed, 1),
+                            "eta": round(p.eta, 1)}
+            self.set_status_line(f"{jl.name}: scale {p.scale}/{p.scales} iteration {p.iteration}/{p.iterations} "
+                                 f"loss {p.loss:.4g} ETA {p.eta:.0f}s")
+            now = time.monotonic()
+            if now - last_log[0] >= 10 or p.iteration == p.iterations:
+                last_log[0] = now
+                jl("scale %d/%d iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed %.0fs ETA %.0fs",
+                   p.scale, p.scales, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv, p.elapsed, p.eta)
+
+        def preview(image: Any, iteration: int) -> None:
+            ext = "." + cfg.output.format
+            path = cfg.paths.outbox / rel / f"{name}.preview{ext}"
+            write_atomic(path, lambda fh: fh.write(encode(image, None, ext)))
+
+        t_run = time.time()
+        self.current = {"name": jl.name, "iteration": 0}
+        try:
+            result = self.engine.stylize(content, styles, params, init_image=init_image, progress=progress,
+                                         checkpoint=save, checkpoint_every=cfg.service.checkpoint_every,
+                                         resume=resume, preview=preview,
+                                         should_stop=self.stopping.is_set)
+        except Interrupted as exc:
+            jl("stopping: %s; checkpoint saved, the job resumes on the next start", exc)
+            jobs.heartbeat(work, released=True)
+            self.current = None
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.current = None
+            attempts = int(meta.get("attempts", 0)) + 1
+            if is_transient(exc) and attempts <= cfg.service.retries:
+                delay = cfg.service.retry_backoff * 2 ** (attempts - 1)
+                meta["attempts"] = attempts
+                jobs.write_yaml(work / "meta.yaml", meta)
+                jl("transient failure (%s: %s); retry %d/%d in %.0fs", type(exc).__name__, exc, attempts,
+                   cfg.service.retries, delay, level=logging.WARNING)
+                self.deferred[work] = time.monotonic() + delay
+                return
+            self.fail(work, name, rel, exc, "stylize", params, jl)
+            return
+        self.current = None
+        ext = Path(spec.output_name).suffix.lower() if spec.output_name else "." + cfg.output.format
+        out_name = Path(spec.output_name).stem if spec.output_name else name
+        image_bytes = encode(result.image, result.alpha, ext)
+        report = job_report(
+            status="done", result=result, params=params, content=content, styles=styles, weights=self.weights,
+            output=None, device=self.engine.device, history_every=max(1, result.iterations // 100),
+            timings={"queue_wait": round(float(meta.get("claimed", t_run)) - float(meta.get("arrived", t_run)), 3),
+                     "wall": round(time.time() - t_run, 3)},
+            job={"name": name, "folder": rel, "form": form, "attempts": int(meta.get("attempts", 0)) + 1},
+        )
+        jl("finished: %d iterations in %.1fs (%s), loss %.4g → %.4g", result.iterations, result.timings["total"],
+           result.stopped_by, result.initial["loss"], result.final["loss"])
+        published = outbox.publish(work, cfg, out_name, rel, image_bytes, ext, report, jl.text())
+        meta["published"] = published
+        self.finish(work, meta, jl)
+
+    def finish(self, work: Path, meta: dict[str, Any], jl: JobLog) -> None:
+        """After publishing: originals to the archive, work folder gone. Safe to repeat."""
+        published = jobs.read_yaml(work / "published.yaml")
+        where = outbox.archive_inputs(work, self.cfg, meta.get("name", "job"), meta.get("rel", "."))
+        log.info("job=%s done: %s%s", jl.name, published.get("image"),
+                 f"; originals in {where}" if where else "; originals deleted")
+        self.recent_done.append({"name": jl.name, "output": published.get("image"), "at": time.time()})
+        shutil.rmtree(work, ignore_errors=True)
+        self.held.discard(work)
+        self.write_status()
+
+    def fail(self, work: Path, name: str, rel: str, exc: BaseException, phase: str, params: Any, jl: JobLog) -> None:
+        from nstd.report import versions
+
+        jl("FAILED in %s: %s", phase, exc, level=logging.ERROR)
+        dest = outbox.fail(work, self.cfg, name, rel, exc, phase, params.as_dict() if params else None, versions(),
+                           jl.text())
+        log.error("job=%s failed; inputs and error.yaml are in %s", jl.name, dest)
+        self.recent_failed.append({"name": jl.name, "error": str(exc), "where": str(dest), "at": time.time()})
+        shutil.rmtree(work, ignore_errors=True)
+        self.held.discard(work)
+        self.current = None
+        self.write_status()
+
+    # --- signals and reload ------------------------------------------------------------------
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_requested.set()
+            self.work_ready.set()
+            return
+        if not self.stopping.is_set():
+            log.info("received %s: finishing the current step, saving a checkpoint, then exiting",
+                     signal.Signals(signum).name)
+        self.stopping.set()
+        self.work_ready.set()
+        self.wake.set()
+
+    def reload(self) -> None:
+        self.reload_requested.clear()
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            new = config_mod.load(self.config_path) if self.config_path else self.cfg
+        except NstdError as exc:
+            log.error("config reload failed, still running on the previous config: %s", exc)
+            self.notifier.send("READY=1", "STATUS=config reload failed; running on the previous config")
+            return
+        kept = []
+        if new.paths != self.cfg.paths:
+            kept.append("paths")
+        if new.weights != self.cfg.weights:
+            kept.append("weights")
+        if kept:
+            log.warning("config reloaded, but %s changes need a restart; keeping the running ones", " and ".join(kept))
+            new = Config(paths=self.cfg.paths, weights=self.cfg.weights, defaults=new.defaults, limits=new.limits,
+                         watch=new.watch, output=new.output, service=new.service, source=new.source)
+        self.cfg = new
+        os.umask(new.output.umask)
+        log.info("config reloaded from %s", self.config_path)
+        self.notifier.send("READY=1", "STATUS=config reloaded")
+
+    # --- main -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from nstd.watch import start_observer
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self.on_signal)
+        self.prepare()
+        self.load_engine()
+        self.observer, _ = start_observer(self.cfg.paths.inbox, self.cfg.watch.mode, self.cfg.watch.poll_interval,
+                                          self.wake)
+        self.scan_once()  # everything already waiting, before we say ready
+        threads = [threading.Thread(target=self.scanner, name="nstd-scanner", daemon=True),
+                   threading.Thread(target=self.heartbeat, name="nstd-heartbeat", daemon=True)]
+        for t in threads:
+            t.start()
+        self.state = "ready"
+        self.write_status()
+        self.notifier.send("READY=1", f"STATUS=ready; watching {self.cfg.paths.inbox}")
+        log.info("ready: watching %s, results to %s", self.cfg.paths.inbox, self.cfg.paths.outbox)
+        try:
+            self.run_forever()
+        finally:
+            self.state = "stopping"
+            self.notifier.send("STOPPING=1", "STATUS=stopping")
+            for work in list(self.held):
+                if work.exists():
+                    jobs.heartbeat(work, released=True)
+            self.stopping.set()
+            self.wake.set()
+            if self.observer is not None:
+                self.observer.stop()
+                self.observer.join(timeout=5)
+            for t in threads:
+                t.join(timeout=5)
+            try:
+                self.status_path.unlink()
+            except OSError:
+                pass
+            log.info("stopped")
+        return 0
+
+
+def run(config_path: str) -> int:
+    setup_logging()
+    cfg = config_mod.load(config_path)
+    return Daemon(cfg, config_path).run()
