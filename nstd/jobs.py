@@ -163,8 +163,7 @@ def signature(c: Candidate) -> tuple:
 class Seen:
     sig: tuple
     changed: float  # monotonic time of the last change
-    first: float  # monotonic time first seen (arrival order, incomplete timeout)
-    arrived_wall: float
+    arrived_wall: float  # wall time first seen: arrival order and queue wait
 
 
 class Settler:
@@ -181,7 +180,7 @@ class Settler:
             sig = signature(c)
             s = self.seen.get(c.key)
             if s is None:
-                self.seen[c.key] = Seen(sig, now, now, time.time())
+                self.seen[c.key] = Seen(sig, now, time.time())
             elif s.sig != sig:
                 s.sig, s.changed = sig, now
         for k in list(self.seen):
@@ -193,10 +192,11 @@ class Settler:
         s = self.seen.get(c.key)
         return s is not None and now - s.changed >= seconds
 
-    def age(self, c: Candidate, now: float | None = None) -> float:
+    def idle(self, c: Candidate, now: float | None = None) -> float:
+        """Seconds since any part last changed: a copy still writing is still arriving."""
         now = time.monotonic() if now is None else now
         s = self.seen.get(c.key)
-        return 0.0 if s is None else now - s.first
+        return 0.0 if s is None else now - s.changed
 
 
 # --- job specification (what the job asks for) --------------------------------------------
@@ -341,26 +341,33 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
-    """Move ``c``'s files into a new work folder; None if another daemon was faster."""
+    """Move ``c``'s files into a new work folder; None if another daemon was faster.
+
+    The folder is prepared under a hidden name (lease and meta written) and renamed
+    into place before the first input moves, so no daemon ever sees a claim in
+    progress without its lease.
+    """
     pid = os.getpid()
-    work = work_root / f"{time.time_ns()}-{safe_name(host_name())}-{pid}-{safe_name(c.name)}"
+    job_id = f"{time.time_ns()}-{safe_name(host_name())}-{pid}-{safe_name(c.name)}"
+    staging, work = work_root / f".{job_id}", work_root / job_id
+    (staging / "input").mkdir(parents=True)
+    write_yaml(staging / "lease.yaml", {"host": host_name(), "pid": pid, "heartbeat": time.time()})
+    write_yaml(staging / "meta.yaml", {"name": c.name, "rel": str(c.rel), "form": c.form,
+                                        "arrived": arrived, "claimed": time.time()})
+    os.rename(staging, work)
     inp = work / "input"
-    inp.mkdir(parents=True)
-    write_yaml(work / "lease.yaml", {"host": host_name(), "pid": pid, "heartbeat": time.time()})
-    write_yaml(work / "meta.yaml", {"name": c.name, "rel": str(c.rel), "form": c.form,
-                                     "files": [p.name for p in c.files if p != c.primary or c.form != "folder"],
-                                     "arrived": arrived, "claimed": time.time()})
     try:
         os.rename(c.primary, inp / c.primary.name)
     except FileNotFoundError:
         shutil.rmtree(work, ignore_errors=True)
         return None
-    for p in c.files:
-        if p != c.primary and c.form != "folder":
-            try:
-                os.rename(p, inp / p.name)
-            except FileNotFoundError:
-                pass  # reported when the job is read
+    if c.form != "folder":
+        for p in c.files:
+            if p != c.primary:
+                try:
+                    os.rename(p, inp / p.name)
+                except FileNotFoundError:
+                    pass  # reported when the job is read
     return work
 
 
@@ -374,9 +381,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def lease_is_stale(lease: dict[str, Any], timeout: float) -> bool:
+def lease_is_stale(lease: dict[str, Any], timeout: float, work: Path | None = None) -> bool:
     """Released, its daemon gone from this host, or silent for longer than ``timeout``."""
-    if not lease or lease.get("released"):
+    if not lease:  # unreadable: stale only once the folder itself is old
+        try:
+            return work is not None and time.time() - work.stat().st_mtime > timeout
+        except OSError:
+            return False
+    if lease.get("released"):
         return True
     if lease.get("host") == host_name() and isinstance(lease.get("pid"), int) and not pid_alive(lease["pid"]):
         return True

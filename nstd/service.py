@@ -151,24 +151,25 @@ class Daemon:
         self.settler.update(candidates)
         pending = []
         for c in candidates:
-            seen = self.settler.seen[c.key]
-            age = self.settler.age(c)
             if not self.settler.settled(c, cfg.watch.settle_seconds):
-                if age > cfg.watch.incomplete_timeout:
-                    pending.append(Pending(c, seen.arrived_wall, f"still being written after {age:.0f}s"))
-                continue
+                continue  # still being written
+            arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c)
             problem = c.waiting_for or self._undecodable(c)
             if problem is None:
-                pending.append(Pending(c, seen.arrived_wall))
-            elif age > cfg.watch.incomplete_timeout:
-                pending.append(Pending(c, seen.arrived_wall,
-                                       f"incomplete after {age:.0f}s (watch.incomplete_timeout): {problem}"))
+                pending.append(Pending(c, arrived))
+            elif idle > cfg.watch.incomplete_timeout:
+                pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
+                                                   f"(watch.incomplete_timeout) and {problem}"))
         pending.sort(key=lambda p: p.arrived)
         orphans = []
         for work in sorted(self.work_root.iterdir()) if self.work_root.is_dir() else []:
-            if work.name.startswith(".") or work in self.held:
+            if work.name.startswith("."):  # a claim being prepared; holds no inputs yet
+                if time.time() - work.stat().st_mtime > 2 * cfg.service.lease_timeout:
+                    shutil.rmtree(work, ignore_errors=True)
                 continue
-            if jobs.lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout):
+            if work in self.held:
+                continue
+            if jobs.lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout, work):
                 orphans.append(work)
         with self.lock:
             self.queue, self.orphans = pending, orphans
@@ -189,16 +190,19 @@ class Daemon:
         return None
 
     def scanner(self) -> None:
+        """Scan when woken by the observer, while jobs settle, and every rescan_seconds."""
+        last_full = time.monotonic()
         while not self.stopping.is_set():
+            woken = self.wake.wait(timeout=min(self.cfg.watch.settle_seconds / 2, 1.0) if self.settler.seen else 1.0)
+            self.wake.clear()
+            self.scanner_beat = time.monotonic()
+            if not (woken or self.settler.seen or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
+                continue
+            last_full = time.monotonic()
             try:
                 self.scan_once()
             except Exception:  # noqa: BLE001 - a scan failure must not kill the service
                 log.exception("scanning %s failed; will try again", self.cfg.paths.inbox)
-            self.scanner_beat = time.monotonic()
-            busy = bool(self.settler.seen)
-            timeout = min(self.cfg.watch.settle_seconds / 2, 2.0) if busy else self.cfg.watch.rescan_seconds
-            self.wake.wait(timeout=max(0.2, min(timeout, 5.0)))
-            self.wake.clear()
 
     def heartbeat(self) -> None:
         interval = self.cfg.service.heartbeat_seconds
@@ -282,7 +286,11 @@ class Daemon:
             self.worker_beat = time.monotonic()
             if self.reload_requested.is_set():
                 self.reload()
-            work = self.next_work()
+            try:
+                work = self.next_work()
+            except OSError as exc:
+                log.warning("could not claim a job (%s); trying again", exc)
+                work = None
             if work is None:
                 self.set_status_line(f"idle; {len(self.queue)} job(s) waiting to settle")
                 self.work_ready.wait(timeout=1.0)
@@ -291,6 +299,9 @@ class Daemon:
             self.held.add(work)
             try:
                 self.process(work)
+            except Exception:  # noqa: BLE001 - never a dead daemon; the work folder stays for a retry
+                log.exception("unexpected error while handling %s; it will be retried", work.name)
+                self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
             finally:
                 if not (work in self.deferred or (work.exists() and self.stopping.is_set())):
                     self.held.discard(work)

@@ -28,10 +28,10 @@ def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
 
-def mount_of(path: Path, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str]:
-    """(mount point, fs type) of the mount that holds ``path``."""
+def mount_of(path: Path, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str, str]:
+    """(mount point, fs type, source) of the mount that holds ``path``."""
     real = os.path.realpath(path)
-    best = ("/", "unknown")
+    best = ("/", "unknown", "")
     try:
         lines = Path(mountinfo).read_text().splitlines()
     except OSError:
@@ -43,18 +43,19 @@ def mount_of(path: Path, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, 
             continue
         point = _unescape(parts[4])
         if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best[0]):
-            best = (point, rparts[0])
+            best = (point, rparts[0], _unescape(rparts[1]) if len(rparts) > 1 else "")
     return best
 
 
 def choose_mode(path: Path, mode: str) -> tuple[str, str]:
     """``events`` or ``polling`` for ``path``, and why (for the log)."""
-    point, fstype = mount_of(path)
+    point, fstype, source = mount_of(path)
+    where = f"{fstype} ({source}) at {point}" if source else f"{fstype} at {point}"
     if mode != "auto":
-        return mode, f"watch.mode is {mode} (file system {fstype} at {point})"
+        return mode, f"watch.mode is {mode}; file system {where}"
     if fstype in REMOTE_FS or fstype.startswith("fuse."):
-        return "polling", f"{path} is on {fstype} at {point}: changes from other machines send no events"
-    return "events", f"{path} is on local {fstype} at {point}"
+        return "polling", f"{path} is on {where}: changes made elsewhere send no events here"
+    return "events", f"{path} is on local {where}"
 
 
 class Wake(FileSystemEventHandler):
