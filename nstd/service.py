@@ -387,7 +387,7 @@ class Daemon:
             write_atomic(path, lambda fh: fh.write(encode(image, None, ext)))
 
         t_run = time.time()
-        self.current = {"name": jl.name, "iteration": 0}
+        self.current = {"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"}
         try:
             result = self.engine.stylize(content, styles, params, init_image=init_image, progress=progress,
                                          checkpoint=save, checkpoint_every=cfg.service.checkpoint_every,
