@@ -97,13 +97,62 @@ def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | N
     return {"wall": wall, "final": final, "reached": hit.get("t"), "iterations": iters}
 
 
+def recipes(weights: VGGWeights, content, style, sizes: list[int]) -> None:
+    """Time to each reference recipe's final loss on the origin's objective."""
+    print("time to reach each reference recipe's final loss (origin objective, seed 1, same size):")
+    print(f"{'size':>6} {'recipe':<44} {'seconds':>8} {'loss':>11} {'vs reference':>13}")
+    for size in sizes:
+        base = {"preset": "origin", "size": size, "seed": 1}
+        fast = {**base, "solver": "fast", "iterations": 100000}
+        for ref_name, ref_raw in (("origin recipe (Adam lr 2, noise, 200 it)", base),
+                                  ("TF tutorial (Adam lr .02 b1 .99 eps .1, 1000 it)", {**base, "solver": "tutorial"})):
+            ref = run_recipe(weights, content, style, ref_raw, None, None)
+            target, t_ref = ref["final"], ref["wall"]
+            print(f"{size:>6} {ref_name:<44} {t_ref:>8.1f} {target:>11.5g} {'1.0x':>13}", flush=True)
+            r = run_recipe(weights, content, style, fast, target, t_ref)
+            if r["reached"] is not None:
+                print(f"{size:>6} {'  fast solver, to that loss':<44} {r['reached']:>8.1f} {'<= ref':>11} "
+                      f"{t_ref / r['reached']:>12.1f}x", flush=True)
+            else:
+                print(f"{size:>6} {'  fast solver, to that loss':<44} {'never':>8} {r['final']:>11.5g} "
+                      f"{'-':>13}", flush=True)
+            if "tutorial" not in ref_name:
+                capped = run_recipe(weights, content, style, {**fast, "time_limit": t_ref / 5}, None, None)
+                ok = "PASS" if capped["final"] <= target else "FAIL"
+                print(f"{size:>6} {'  fast solver, time_limit=T/5':<44} {capped['wall']:>8.1f} "
+                      f"{capped['final']:>11.5g} {ok:>13}", flush=True)
+
+
+def latency(weights: VGGWeights, size: int = 512) -> None:
+    """Second job of a shape: time from stylize() to its first iteration (no recompiling)."""
+    from tests.conftest import make_image  # smooth synthetic pictures of a fixed shape
+    import tempfile
+
+    engine = Engine(weights)
+    tmp = Path(tempfile.mkdtemp())
+    shape = (size, size * 3 // 4)
+    for job in (1, 2):
+        c = load_image(make_image(tmp / f"c{job}.png", shape, seed=job))
+        s = load_image(make_image(tmp / f"s{job}.png", (300, 300), seed=10 + job))
+        first: dict[str, float] = {}
+        t0 = time.perf_counter()
+        r = engine.stylize(c, [(s, 1.0)], resolve({"size": size, "iterations": 2, "coarse_iterations": 1,
+                                                   "seed": 1}),
+                           progress=lambda p: first.setdefault("t", time.perf_counter() - t0))
+        print(f"job {job} at {size} px ({shape[0]}x{shape[1]}, new style image): first iteration started "
+              f"{r.timings['first_iteration_start']:.2f}s, done {first['t']:.2f}s after stylize() was called",
+              flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="a real weights file (default: random full-width VGG-19)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison")
+    ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip-recipes", action="store_true", help="only the per-step numbers")
+    ap.add_argument("--sections", default="steps,latency,recipes", help="comma list: steps, latency, recipes")
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     if not (SEED / "japanese_garden.jpg").is_file():
         print(f"bench: the origin's images are not at {SEED}", file=sys.stderr)
         return 1
@@ -113,32 +162,19 @@ def main() -> int:
     gpus = tf.config.list_logical_devices("GPU")
     print(f"device: {'GPU ' + gpus[0].name if gpus else 'CPU'} ({os.cpu_count()} cores), TF {tf.__version__}")
     print(f"weights: {weights.source}")
-    peak = peak_conv_gflops()
-    print(f"peak 3x3 conv (256x256x256->256, XLA): {peak:.1f} GFLOP/s")
-    print()
-    print(f"{'size':>6} {'s/iter':>8} {'GFLOP/s':>8} {'% peak':>7}")
-    for size in args.sizes:
-        sec, gflops = step_speed(weights, content, style, size, args.repeats)
-        print(f"{size:>6} {sec:>8.3f} {gflops:>8.1f} {100 * gflops / peak:>6.0f}%", flush=True)
-    if args.skip_recipes:
-        return 0
-    print()
-    print("time to reach the origin recipe's final loss (origin objective, seed 1, same size):")
-    print(f"{'size':>6} {'recipe':<28} {'seconds':>8} {'final loss':>11} {'speed-up':>9}")
-    for size in args.sizes:
-        origin = run_recipe(weights, content, style, {"preset": "origin", "size": size, "seed": 1}, None, None)
-        target = origin["final"]
-        print(f"{size:>6} {'origin (Adam, 200 it)':<28} {origin['wall']:>8.1f} {target:>11.5g} {'1.0x':>9}",
-              flush=True)
-        for name, raw in (("default preset (fast)", {"size": size, "seed": 1}),
-                          ("origin objective + fast", {"preset": "origin", "solver": "fast", "size": size,
-                                                       "seed": 1})):
-            r = run_recipe(weights, content, style, raw, target, origin["wall"])
-            if r["reached"] is not None:
-                print(f"{size:>6} {name:<28} {r['reached']:>8.1f} {'≤ target':>11} "
-                      f"{origin['wall'] / r['reached']:>8.1f}x", flush=True)
-            else:
-                print(f"{size:>6} {name:<28} {'not reached':>8} {r['final']:>11.5g} {'-':>9}", flush=True)
+    if "steps" in sections:
+        peak = peak_conv_gflops()
+        print(f"peak 3x3 conv (256x256x256->256, XLA): {peak:.1f} GFLOP/s\n")
+        print(f"{'size':>6} {'s/iter':>8} {'GFLOP/s':>8} {'% peak':>7}")
+        for size in args.step_sizes:
+            sec, gflops = step_speed(weights, content, style, size, args.repeats)
+            print(f"{size:>6} {sec:>8.3f} {gflops:>8.1f} {100 * gflops / peak:>6.0f}%", flush=True)
+        print()
+    if "latency" in sections:
+        latency(weights)
+        print()
+    if "recipes" in sections:
+        recipes(weights, content, style, args.sizes)
     return 0
 
 

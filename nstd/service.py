@@ -419,6 +419,9 @@ class Daemon:
             status="done", result=result, params=params, content=content, styles=styles, weights=self.weights,
             output=None, device=self.engine.device, history_every=max(1, result.iterations // 100),
             timings={"queue_wait": round(float(meta.get("claimed", t_run)) - float(meta.get("arrived", t_run)), 3),
+                     "claim_to_first_iteration": round(t_run - float(meta.get("claimed", t_run))
+                                                       + result.timings.get("first_iteration_start", 0.0), 3)
+                     if resume is None else None,
                      "wall": round(time.time() - t_run, 3)},
             job={"name": name, "folder": rel, "form": form, "attempts": int(meta.get("attempts", 0)) + 1},
         )

@@ -23,10 +23,13 @@ class Solver:
         self.fg, self.clip = fg, clip
         self.evaluations = 0
         self.converged = False
+        self.first: dict[str, float] | None = None  # loss parts at the starting image
 
     def _eval(self, x: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
         self.evaluations += 1
         f, g, parts = self.fg(x)
+        if self.first is None:
+            self.first = dict(parts)
         return float(f), np.asarray(g, np.float64), parts
 
     def _project(self, x: np.ndarray) -> np.ndarray:

@@ -196,7 +196,7 @@ class Engine:
         work = [w * h * n for (w, h), n in zip(plan, its)]  # cost units per scale, for ETA/time budget
         state = resume or {}
         history: list[dict[str, float]] = list(state.get("history", []))
-        timings = {"targets": 0.0, "compile": 0.0, "optimize": 0.0}
+        timings = {"targets": 0.0, "first_step": 0.0, "optimize": 0.0}
         elapsed_before = float(state.get("elapsed", 0.0))
         evaluations = int(state.get("evaluations", 0))
         iterations_done = int(state.get("iterations_done", 0))
@@ -226,18 +226,13 @@ class Engine:
                 best = (state["best_loss"], state["best_x"], dict(state.get("best_parts", {})))
                 start_it = int(state["iteration"])
             else:
-                best, start_it = None, 0
-                t_c = time.monotonic()
-                f0, _, p0 = fg(np.asarray(x0, np.float64))  # also traces/compiles the step
-                timings["compile"] += time.monotonic() - t_c
-                if si == 0:
-                    initial = p0
-                best = (f0, np.asarray(x0, np.float64), p0)
+                # the solver's first step evaluates x0 itself; its loss becomes the baseline
+                best, start_it = (float("inf"), np.asarray(x0, np.float64), {}), 0
 
-            budget = None  # this scale's share of the time left, by its share of the work left
+            budget = None  # a coarse scale is a warm start: at most a quarter of the time left
             if params.time_limit is not None:
-                left = params.time_limit - (elapsed_before + time.monotonic() - t_start)
-                budget = max(0.0, left) * work[si] / sum(work[si:])
+                left = max(0.0, params.time_limit - (elapsed_before + time.monotonic() - t_start))
+                budget = left if si == len(plan) - 1 else 0.25 * left
             t_scale = time.monotonic()
             it = start_it
             while it < its[si]:
@@ -246,7 +241,16 @@ class Engine:
                         checkpoint(self._snapshot(solver, si, it, seed, best, initial, iterations_done, evaluations,
                                                   elapsed_before + time.monotonic() - t_start, history))
                     raise Interrupted(f"stopped at scale {si + 1}/{len(plan)}, iteration {it}")
+                t_step = time.monotonic()
+                if "first_iteration_start" not in timings:
+                    timings["first_iteration_start"] = t_step - t_start
                 f, parts, xe = solver.step()
+                if it == start_it:
+                    timings["first_step"] += time.monotonic() - t_step  # includes tracing a new shape
+                    if solver.first is not None and solver.first["loss"] < best[0]:
+                        best = (solver.first["loss"], best[1], solver.first)
+                    if si == 0 and not initial and solver.first is not None:
+                        initial = solver.first
                 it += 1
                 iterations_done += 1
                 if f < best[0]:
