@@ -47,6 +47,7 @@ class Params:
     iterations: int = 100
     coarse_iterations: int | None = 20
     time_limit: float | None = None
+    tile_size: int | None = None
     # output
     size: int | None = 512
     seed: int | None = None
@@ -70,7 +71,7 @@ class Params:
 
 OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "pooling", "style_scale")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
-               "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit")
+               "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size")
 
 #: Solver recipes. ``fast`` is the measured best time-to-quality on CPU (see bench/).
 SOLVERS: dict[str, dict[str, Any]] = {
@@ -184,6 +185,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "iterations": _number(1, 1_000_000, integer=True),
     "coarse_iterations": _number(1, 1_000_000, integer=True, none_ok=True),
     "time_limit": _number(0.1, none_ok=True),
+    "tile_size": _number(128, 65536, integer=True, none_ok=True),
     "size": _number(16, 65536, integer=True, none_ok=True),
     "seed": _number(0, 2**32 - 1, integer=True, none_ok=True),
     "preserve_colors": _bool,

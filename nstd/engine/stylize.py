@@ -7,6 +7,7 @@ style image's content hash. Jobs reuse all of it; only targets are computed per 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import secrets
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from nstd.engine import memory
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
 from nstd.engine.weights import VGGWeights
@@ -25,6 +27,7 @@ from nstd.images import LoadedImage, fit_size, luminance_transfer, resize
 from nstd.params import Params
 
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
+OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
 
 
 class Interrupted(Exception):
@@ -43,6 +46,8 @@ class Progress:
     tv: float
     elapsed: float
     eta: float
+    tile: int = 0  # 1-based tile number when the scale is tiled, else 0
+    tiles: int = 0
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Result:
     stopped_by: str
     timings: dict[str, float]
     shapes: list[tuple[int, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def device_name() -> str:
@@ -68,8 +74,11 @@ def device_name() -> str:
 class Engine:
     """Resident optimizer: build once, call :meth:`stylize` for every job."""
 
-    def __init__(self, weights: VGGWeights, *, jit_compile: bool = True, gram_cache_size: int = 64) -> None:
-        """``jit_compile``: XLA-compile the step (bench: 27% faster at 512 px on CPU)."""
+    def __init__(self, weights: VGGWeights, *, jit_compile: bool = True, gram_cache_size: int = 64,
+                 memory_limit: int | None = None) -> None:
+        """``jit_compile``: XLA-compile the step (bench: 27% faster at 512 px on CPU).
+        ``memory_limit``: bytes the process may use (default: the machine's memory)."""
+        self.memory_limit = memory_limit
         self.weights = weights
         self.vgg = VGG19(weights)
         self.jit_compile = jit_compile
@@ -81,9 +90,13 @@ class Engine:
     # --- compiled pieces -----------------------------------------------------------
 
     def step_for(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 pooling: str) -> Callable:
-        """The compiled loss+gradient for this shape and layer set (traced once, reused)."""
-        key = (height, width, content_layers, style_layers, pooling)
+                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Callable:
+        """The compiled loss+gradient for this shape and layer set (traced once, reused).
+
+        ``margin`` (top, bottom, left, right pixels): a frame of context around a tile;
+        the losses only see the features inside it.
+        """
+        key = (height, width, content_layers, style_layers, pooling, margin)
         if key in self._steps:
             return self._steps[key]
         vgg, layers = self.vgg, tuple(dict.fromkeys(content_layers + style_layers))
@@ -93,7 +106,7 @@ class Engine:
             # weights: [content_weight·w_l ..., style_weight·w_l ..., tv_weight]
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                feats = vgg.features(x, layers, pooling)
+                feats = {n: _crop(f, margin, n) for n, f in vgg.features(x, layers, pooling).items()}
                 content = tf.constant(0.0)
                 for i, name in enumerate(content_layers):
                     f = feats[name]
@@ -104,9 +117,10 @@ class Engine:
                     c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
                     diff = gram(feats[name]) - gram_targets[j]
                     style += weights[n_c + j] * tf.reduce_sum(tf.square(diff)) / (4.0 * c * c)
-                dy = x[:, 1:, :, :] - x[:, :-1, :, :]
-                dx = x[:, :, 1:, :] - x[:, :, :-1, :]
-                tv = (tf.reduce_sum(tf.square(dy)) + tf.reduce_sum(tf.square(dx))) / tf.cast(tf.size(x), tf.float32)
+                xi = _crop(x, margin)
+                dy = xi[:, 1:, :, :] - xi[:, :-1, :, :]
+                dx = xi[:, :, 1:, :] - xi[:, :, :-1, :]
+                tv = (tf.reduce_sum(tf.square(dy)) + tf.reduce_sum(tf.square(dx))) / tf.cast(tf.size(xi), tf.float32)
                 tv = weights[-1] * tv
                 total = content + style + tv
             return total, tape.gradient(total, x), content, style, tv
@@ -121,34 +135,75 @@ class Engine:
 
     def style_grams(self, style: LoadedImage, width: int, height: int, layers: tuple[str, ...],
                     pooling: str) -> list[np.ndarray]:
-        """Gram targets of one style image at one size, cached across jobs by content hash."""
+        """Gram targets of one style image at one size, cached across jobs by content hash.
+
+        A style image too large for one forward pass is measured in tiles (see ``_tiled_grams``).
+        """
         key = (style.sha256, width, height, layers, pooling)
         if key in self._grams:
             self._grams.move_to_end(key)
             return self._grams[key]
-        feats = self.vgg.features(tf.constant(resize(style.rgb, width, height)[None], tf.float32), layers, pooling)
-        grams = [gram(feats[n]).numpy() for n in layers]
+        rgb = resize(style.rgb, width, height)
+        if memory.forward_bytes(width * height) > memory.budget(self.memory_limit):
+            side = max(memory.MIN_TILE, memory.tile_side(memory.budget(self.memory_limit) * 2, "adam", 0,
+                                                         max(width, height)))
+            grams = self._tiled_grams(rgb, layers, pooling, side)
+        else:
+            feats = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
+            grams = [gram(feats[n]).numpy() for n in layers]
         self._grams[key] = grams
         while len(self._grams) > self._gram_cache_size:
             self._grams.popitem(last=False)
         return grams
 
-    def objective(self, c_rgb: np.ndarray, styles: list[tuple[LoadedImage, float]], params: Params):
-        """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: targets computed once here."""
+    def _tiled_grams(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str, side: int,
+                     margin: int = 32) -> list[np.ndarray]:
+        """Σ FᵀF over non-overlapping cores of tiles read with a margin, divided by the pixel count."""
+        h, w = rgb.shape[:2]
+        sums: list[np.ndarray | None] = [None] * len(layers)
+        counts = [0] * len(layers)
+        for y0 in range(0, h, side):
+            for x0 in range(0, w, side):
+                y1, x1 = min(y0 + side, h), min(x0 + side, w)
+                py0, px0, py1, px1 = max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin)
+                feats = self.features(rgb[py0:py1, px0:px1], layers, pooling)
+                for i, name in enumerate(layers):
+                    stride = 2 ** (int(name[4]) - 1)
+                    f = feats[name][0]
+                    fy0, fx0 = (y0 - py0) // stride, (x0 - px0) // stride
+                    core = f[fy0:fy0 - (-(y1 - y0) // stride), fx0:fx0 - (-(x1 - x0) // stride)]
+                    core = core.reshape(-1, f.shape[-1]).astype(np.float64)
+                    g = core.T @ core
+                    sums[i] = g if sums[i] is None else sums[i] + g
+                    counts[i] += core.shape[0]
+        return [(s / n).astype(np.float32) for s, n in zip(sums, counts)]
+
+    def blend_grams(self, styles: list[tuple[LoadedImage, float]], width: int, height: int,
+                    params: Params) -> list[np.ndarray]:
+        """One Gram target per style layer for content of this size, styles mixed by weight.
+
+        Averaging Grams is exact: Σ wᵢ‖G − Gᵢ‖² differs from ‖G − Σ wᵢGᵢ‖² (Σ wᵢ = 1) only
+        by a constant, so the gradients are the same.
+        """
+        s_layers = tuple(n for n, _ in params.style_layers)
+        total_weight = sum(wt for _, wt in styles)
+        grams: list[np.ndarray] | None = None
+        for img, weight in styles:
+            g = self.style_grams(img, *self._style_size(img, width, height, params.style_scale), s_layers,
+                                 params.pooling)
+            scaled = [gi * (weight / total_weight) for gi in g]
+            grams = scaled if grams is None else [a + b for a, b in zip(grams, scaled)]
+        return grams
+
+    def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params,
+                  margin: tuple[int, int, int, int] = (0, 0, 0, 0)):
+        """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here."""
         h, w = c_rgb.shape[:2]
         c_layers = tuple(n for n, _ in params.content_layers)
         s_layers = tuple(n for n, _ in params.style_layers)
         c_feats = self.features(c_rgb, c_layers, params.pooling)
-        # Blending styles by averaging their Grams is exact: Σ wᵢ‖G − Gᵢ‖² differs from
-        # ‖G − Σ wᵢGᵢ‖² (Σ wᵢ = 1) only by a constant, so the gradients are the same.
-        total_weight = sum(wt for _, wt in styles)
-        grams: list[np.ndarray] | None = None
-        for img, weight in styles:
-            g = self.style_grams(img, *self._style_size(img, w, h, params.style_scale), s_layers, params.pooling)
-            scaled = [gi * (weight / total_weight) for gi in g]
-            grams = scaled if grams is None else [a + b for a, b in zip(grams, scaled)]
-        step = self.step_for(h, w, c_layers, s_layers, params.pooling)
-        ct = [tf.constant(c_feats[n]) for n in c_layers]
+        step = self.step_for(h, w, c_layers, s_layers, params.pooling, margin)
+        ct = [tf.constant(_crop(c_feats[n], margin, n)) for n in c_layers]
         gt = [tf.constant(g) for g in grams]
         loss_weights = tf.constant(
             [params.content_weight * wt for _, wt in params.content_layers]
@@ -166,7 +221,8 @@ class Engine:
                  params: Params) -> dict[str, float]:
         """The loss parts of ``image`` on ``params``' objective, at ``image``'s size."""
         h, w = image.shape[:2]
-        return self.objective(resize(content.rgb, w, h), styles, params)(np.asarray(image, np.float64))[2]
+        fg = self.objective(resize(content.rgb, w, h), self.blend_grams(styles, w, h, params), params)
+        return fg(np.asarray(image, np.float64))[2]
 
     # --- one job -------------------------------------------------------------------
 
@@ -184,112 +240,168 @@ class Engine:
         preview: Callable[[np.ndarray, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Result:
-        """Run one job to completion (or time limit); see :class:`Result`."""
-        t_start = time.monotonic()
-        seed = params.seed if params.seed is not None else secrets.randbits(32)
-        if resume is not None:
-            seed = int(resume["seed"])
+        """Run one job to completion (or time limit); see :class:`Result`.
+
+        Scales run coarse to fine. A scale whose optimisation would not fit in memory (or
+        runs out of it) is refined in overlapping tiles that share one style target.
+        """
+        state = resume or {}
+        seed = int(state["seed"]) if "seed" in state else \
+            params.seed if params.seed is not None else secrets.randbits(32)
         width, height = fit_size(content.size[0], content.size[1], params.size)
         plan = self._plan(width, height, params)
         its = [params.iterations if i == len(plan) - 1 else params.coarse_iterations or params.iterations
                for i in range(len(plan))]
-        work = [w * h * n for (w, h), n in zip(plan, its)]  # cost units per scale, for ETA/time budget
-        state = resume or {}
-        history: list[dict[str, float]] = list(state.get("history", []))
-        timings = {"targets": 0.0, "first_step": 0.0, "optimize": 0.0}
-        elapsed_before = float(state.get("elapsed", 0.0))
-        evaluations = int(state.get("evaluations", 0))
-        iterations_done = int(state.get("iterations_done", 0))
+        run = _Run(params=params, seed=seed, its=its, work=[w * h * n for (w, h), n in zip(plan, its)],
+                   t_start=time.monotonic(), elapsed_before=float(state.get("elapsed", 0.0)),
+                   history=list(state.get("history", [])), iterations_done=int(state.get("iterations_done", 0)),
+                   evaluations=int(state.get("evaluations", 0)), initial=dict(state.get("initial", {})),
+                   progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                   should_stop=should_stop, preview=preview)
         first_scale = int(state.get("scale", 0))
-        initial: dict[str, float] = dict(state.get("initial", {}))
-        stopped_by = "iterations"
-        x = None
-        best: tuple[float, np.ndarray, dict[str, float]] | None = None
-
+        x: np.ndarray | None = None
+        final: dict[str, float] = {}
         for si in range(first_scale, len(plan)):
             w, h = plan[si]
-            t0 = time.monotonic()
+            restored = state if state and si == first_scale and "solver" in state else None
             c_rgb = resize(content.rgb, w, h)
-            fg = self.objective(c_rgb, styles, params)
-            timings["targets"] += time.monotonic() - t0
-
-            # starting image: resumed state, the previous scale's result, or the init recipe
-            if resume is not None and si == first_scale and "solver" in state:
-                x0 = state["solver"]["x"]
+            t0 = time.monotonic()
+            grams = self.blend_grams(styles, w, h, params)
+            run.timings["targets"] += time.monotonic() - t0
+            if restored is not None:
+                x0 = restored["solver"]["x"]  # a tiled scale restores its whole image itself
             elif x is not None:
                 x0 = resize(x.astype(np.float32), w, h)
             else:
                 x0 = self._init_image(params, c_rgb, styles, init_image, w, h, seed)
-            solver = make_solver(x0, fg, params)
-            if resume is not None and si == first_scale and "solver" in state:
-                solver.load_state(state["solver"])
-                best = (state["best_loss"], state["best_x"], dict(state.get("best_parts", {})))
-                start_it = int(state["iteration"])
-            else:
-                # the solver's first step evaluates x0 itself; its loss becomes the baseline
-                best, start_it = (float("inf"), np.asarray(x0, np.float64), {}), 0
-
-            budget = None  # a coarse scale is a warm start: at most a quarter of the time left
-            if params.time_limit is not None:
-                left = max(0.0, params.time_limit - (elapsed_before + time.monotonic() - t_start))
-                budget = left if si == len(plan) - 1 else 0.25 * left
-            t_scale = time.monotonic()
-            it = start_it
-            while it < its[si]:
-                if should_stop is not None and should_stop():
-                    if checkpoint is not None:
-                        checkpoint(self._snapshot(solver, si, it, seed, best, initial, iterations_done, evaluations,
-                                                  elapsed_before + time.monotonic() - t_start, history))
-                    raise Interrupted(f"stopped at scale {si + 1}/{len(plan)}, iteration {it}")
-                t_step = time.monotonic()
-                if "first_iteration_start" not in timings:
-                    timings["first_iteration_start"] = t_step - t_start
-                f, parts, xe = solver.step()
-                if it == start_it:
-                    timings["first_step"] += time.monotonic() - t_step  # includes tracing a new shape
-                    if solver.first is not None and solver.first["loss"] < best[0]:
-                        best = (solver.first["loss"], best[1], solver.first)
-                    if si == 0 and not initial and solver.first is not None:
-                        initial = solver.first
-                it += 1
-                iterations_done += 1
-                if f < best[0]:
-                    best = (f, xe.copy(), parts)
-                elapsed = elapsed_before + time.monotonic() - t_start
-                history.append({"scale": si + 1, "iteration": it, "elapsed": round(elapsed, 3), **parts})
-                if progress is not None:
-                    done = sum(work[:si]) + work[si] * it / its[si]
-                    eta = elapsed / max(done, 1e-9) * (sum(work) - done)
-                    if params.time_limit is not None:
-                        eta = min(eta, max(0.0, params.time_limit - elapsed))
-                    progress(Progress(si + 1, len(plan), it, its[si], parts["loss"], parts["content"],
-                                      parts["style"], parts["tv"], elapsed, eta))
-                if preview is not None and params.preview_every and it % params.preview_every == 0:
-                    preview(best[1].astype(np.float32), it)
-                if checkpoint is not None and checkpoint_every and it % checkpoint_every == 0:
-                    checkpoint(self._snapshot(solver, si, it, seed, best, initial, iterations_done, evaluations,
-                                              elapsed, history))
-                if solver.converged:
-                    stopped_by = "converged"
+            side = self._tile_side(w, h, params, last=si == len(plan) - 1)
+            if restored is not None and "tile_side" in restored:
+                side = int(restored["tile_side"])
+            while True:
+                try:
+                    if side is None:
+                        x, final = self._whole(run, si, c_rgb, grams, x0, restored)
+                    else:
+                        x, final = self._tiled(run, si, c_rgb, grams, x0, side, restored)
                     break
-                if budget is not None and time.monotonic() - t_scale >= budget:
-                    stopped_by = "time_limit"
-                    break
-            evaluations += solver.evaluations
-            timings["optimize"] += time.monotonic() - t_scale
-            x = best[1]
-            resume = None  # only the first resumed scale restores state
-
+                except OOM_ERRORS as exc:  # a smaller plan, never a dead job
+                    # first: tiles of about half the area; then halve the tile side
+                    smaller = max(memory.MIN_TILE, int((w * h / 2) ** 0.5) // 64 * 64) if side is None \
+                        else side // 2 // 64 * 64
+                    if smaller < memory.MIN_TILE or smaller >= max(w, h):
+                        raise
+                    run.notes.append(f"out of memory at {w}x{h} ({type(exc).__name__}); retried in "
+                                     f"{smaller}px tiles")
+                    side, restored = smaller, None
+            if side is not None:
+                run.notes.append(f"scale {si + 1} ({w}x{h}) refined in {side}px tiles")
         image = np.clip(x, 0, 255).astype(np.float32)
-        final = best[2]
         if params.preserve_colors:
             image = luminance_transfer(image, resize(content.rgb, *plan[-1]))
         alpha = resize(content.alpha, *plan[-1]) if content.alpha is not None else None
-        timings["total"] = elapsed_before + time.monotonic() - t_start
-        return Result(image, alpha, seed, initial, final, history, iterations_done, evaluations, stopped_by,
-                      {k: round(v, 3) for k, v in timings.items()}, [tuple(p) for p in plan])
+        run.timings["total"] = run.elapsed()
+        return Result(image, alpha, seed, run.initial, final, run.history, run.iterations_done, run.evaluations,
+                      run.stopped_by, {k: round(v, 3) for k, v in run.timings.items()}, [tuple(p) for p in plan],
+                      run.notes)
 
-    # --- helpers ----------------------------------------------------------------------
+    def _tile_side(self, w: int, h: int, params: Params, last: bool) -> int | None:
+        """None to optimise the whole image, else the tile side that fits in memory."""
+        if params.tile_size and last and max(w, h) > params.tile_size:
+            return params.tile_size
+        available = memory.budget(self.memory_limit)
+        if memory.step_bytes(w * h, params.optimizer, params.lbfgs_memory) <= available:
+            return None
+        side = memory.tile_side(available, params.optimizer, params.lbfgs_memory, max(w, h))
+        if side < memory.MIN_TILE:
+            raise MemoryError(f"{w}x{h} needs tiles of at least {memory.MIN_TILE}px, but only "
+                              f"{available / 2**30:.1f} GiB is free (limits.memory)")
+        return side
+
+    def _whole(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
+               restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
+        solver = make_solver(x0, self.objective(c_rgb, grams, run.params), run.params)
+        best, start = run.begin(solver, x0, restored)
+        best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
+        return best[1], best[2]
+
+    def _tiled(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray, side: int,
+               restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
+        """Refine tile by tile (row-major): block-coordinate descent on the whole image's loss.
+
+        The style loss is on the whole image's Gram, kept as running sums of FᵀF. A tile's
+        Gram target is what the whole image still lacks given every other region
+        ((N·G* − others)/Nᵣ), and its style weight is scaled by its share of the pixels, so
+        optimising the tile is optimising the whole image over those pixels: tiles agree by
+        construction. A tile moves only the pixels it owns (no earlier tile does); a frozen
+        frame of real neighbours gives its features their true context, and its losses see
+        its pixels plus a thin band, so edge pixels are not left unconstrained.
+        """
+        h, w = c_rgb.shape[:2]
+        params = run.params
+        s_layers = tuple(n for n, _ in params.style_layers)
+        m, band = memory.TILE_MARGIN, memory.TILE_BAND
+        layout = memory.tiles(w, h, side)
+        x_full = np.asarray(restored["x_full"] if restored is not None else x0, np.float64).copy()
+        first = int(restored["tile"]) if restored is not None else 0
+        windows = []
+        for ti, t in enumerate(layout):
+            oy0, ox0 = _owned_origin(layout, ti)
+            ry0, rx0 = max(0, (t.y0 - m) // 16 * 16), max(0, (t.x0 - m) // 16 * 16)  # pooling grid kept
+            ry1, rx1 = min(h, t.y1 + m), min(w, t.x1 + m)
+            owned = (oy0 - ry0, ry1 - t.y1, ox0 - rx0, rx1 - t.x1)
+            seen = (max(0, owned[0] - band), max(0, owned[1] - band), max(0, owned[2] - band),
+                    max(0, owned[3] - band))
+            windows.append(((slice(ry0, ry1), slice(rx0, rx1)), owned, seen, (oy0, t.y1, ox0, t.x1)))
+        # whole-image ΣFᵀF and counts, from the owned parts (a partition of the image)
+        sums = [np.zeros_like(g, np.float64) for g in grams]
+        counts = [0] * len(grams)
+        if restored is not None:  # exactly as they were, for a bit-identical resume
+            sums = [np.asarray(restored["tile_sums"][str(i)], np.float64) for i in range(len(grams))]
+            counts = [int(c) for c in restored["tile_counts"]]
+        else:
+            for sl, owned, _, _ in windows:
+                for i, (g, n) in enumerate(self._region_sums(x_full[sl], owned, s_layers, params.pooling)):
+                    sums[i] += g
+                    counts[i] += n
+        budget_left = run.budget(si)
+        t_scale = time.monotonic()
+        finals = []
+        for ti in range(first, len(layout)):
+            sl, owned, seen, (oy0, oy1, ox0, ox1) = windows[ti]
+            before = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
+            targets = [((counts[i] * g.astype(np.float64) - (sums[i] - before[i][0])) / before[i][1]).astype(np.float32)
+                       for i, g in enumerate(grams)]
+            share = before[-1][1] / counts[-1]
+            tile_params = dataclasses.replace(params, style_weight=params.style_weight * share)
+            frozen = np.ones(x_full[sl].shape[:2], bool)
+            frozen[oy0 - sl[0].start:oy1 - sl[0].start, ox0 - sl[1].start:ox1 - sl[1].start] = False
+            fg = _frozen(self.objective(c_rgb[sl], targets, tile_params, seen), frozen)
+            solver = make_solver(x_full[sl], fg, params)
+            best, start = run.begin(solver, x_full[sl], restored if ti == first else None)
+            tile_budget = None
+            if budget_left is not None:
+                tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (len(layout) - ti)
+            extra = {"tile": ti, "tiles": len(layout), "tile_side": side, "x_full": x_full,
+                     "tile_sums": {str(i): a for i, a in enumerate(sums)}, "tile_counts": counts}
+            best = run.loop(si, solver, best, start, run.its[si], tile_budget, extra)
+            x_full[sl] = best[1]
+            after = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
+            for i in range(len(sums)):
+                sums[i] += after[i][0] - before[i][0]
+            finals.append(best[2])
+        final = {k: float(np.mean([f[k] for f in finals if k in f])) for k in ("loss", "content", "style", "tv")}
+        return x_full, {**final, "tiles": len(layout)}
+
+    def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
+                     pooling: str) -> list[tuple[np.ndarray, int]]:
+        """(ΣFᵀF, positions) per layer over ``x`` minus ``frame`` (features in full context)."""
+        feats = self.features(np.asarray(x, np.float32), layers, pooling)
+        out = []
+        for n in layers:
+            f = _crop(feats[n], frame, n)[0]
+            f = f.reshape(-1, f.shape[-1]).astype(np.float64)
+            out.append((f.T @ f, f.shape[0]))
+        return out
 
     @staticmethod
     def _plan(width: int, height: int, params: Params) -> list[tuple[int, int]]:
@@ -323,14 +435,139 @@ class Engine:
             raise ValueError(f"init {params.init!r} needs init_image")
         return resize(init_image.rgb, w, h)
 
+
+def _owned_origin(layout: list[memory.Tile], ti: int) -> tuple[int, int]:
+    """Top-left of the part of tile ``ti`` that no earlier tile (row-major) owns."""
+    t = layout[ti]
+    above = [u.y1 for u in layout[:ti] if u.y0 < t.y0]
+    left = [u.x1 for u in layout[:ti] if u.y0 == t.y0 and u.x0 < t.x0]
+    return max([t.y0] + above), max([t.x0] + left)
+
+
+def _crop(t: Any, margin: tuple[int, int, int, int], layer: str | None = None) -> Any:
+    """Drop a frame of (top, bottom, left, right) input pixels from an NHWC tensor.
+
+    For a layer's features the frame shrinks with the layer's stride (2 per pooling).
+    """
+    if not any(margin):
+        return t
+    stride = 2 ** (int(layer[4]) - 1) if layer else 1
+    top, bottom, left, right = (k // stride for k in margin)
+    return t[:, top:t.shape[1] - bottom, left:t.shape[2] - right, :]
+
+
+def _frozen(fg: Callable, mask: np.ndarray) -> Callable:
+    """``fg`` with zero gradient on ``mask``: those pixels stay as they are (both solvers)."""
+    if not mask.any():
+        return fg
+
+    def wrapped(x: np.ndarray):
+        f, g, parts = fg(x)
+        g[mask] = 0.0
+        return f, g, parts
+
+    return wrapped
+
+
+@dataclass
+class _Run:
+    """One job's mutable state and callbacks, so the scale and tile loops stay small."""
+
+    params: Params
+    seed: int
+    its: list[int]
+    work: list[int]
+    t_start: float
+    elapsed_before: float
+    history: list[dict[str, float]]
+    iterations_done: int
+    evaluations: int
+    initial: dict[str, float]
+    progress: Callable[[Progress], None] | None
+    checkpoint: Callable[[dict[str, Any]], None] | None
+    checkpoint_every: int
+    should_stop: Callable[[], bool] | None
+    preview: Callable[[np.ndarray, int], None] | None
+    stopped_by: str = "iterations"
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"targets": 0.0, "first_step": 0.0, "optimize": 0.0})
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t_start
+
+    def budget(self, si: int) -> float | None:
+        """Seconds for scale ``si``: a coarse scale is a warm start, at most a quarter of what is left."""
+        if self.params.time_limit is None:
+            return None
+        left = max(0.0, self.params.time_limit - self.elapsed())
+        return left if si == len(self.its) - 1 else 0.25 * left
+
     @staticmethod
-    def _snapshot(solver: Solver, scale: int, iteration: int, seed: int, best, initial, iterations_done: int,
-                  evaluations: int, elapsed: float, history: list) -> dict[str, Any]:
-        """Everything needed to continue exactly here (``evaluations``: finished scales only)."""
-        return {"solver": solver.state(), "scale": scale, "iteration": iteration, "seed": seed,
-                "best_loss": best[0], "best_x": best[1], "best_parts": best[2], "initial": initial,
-                "iterations_done": iterations_done, "evaluations": evaluations, "elapsed": elapsed,
-                "history": list(history)}
+    def begin(solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None):
+        """(best, first iteration) for a fresh or restored solver."""
+        if restored is None:
+            return (float("inf"), np.asarray(x0, np.float64), {}), 0
+        solver.load_state(restored["solver"])
+        return (restored["best_loss"], restored["best_x"], dict(restored.get("best_parts", {}))), \
+            int(restored["iteration"])
+
+    def snapshot(self, si: int, it: int, solver: Solver, best, extra: dict[str, Any]) -> dict[str, Any]:
+        """Everything needed to continue exactly here (``evaluations``: finished solvers only)."""
+        return {"solver": solver.state(), "scale": si, "iteration": it, "seed": self.seed, "best_loss": best[0],
+                "best_x": best[1], "best_parts": best[2], "initial": self.initial,
+                "iterations_done": self.iterations_done, "evaluations": self.evaluations,
+                "elapsed": self.elapsed(), "history": list(self.history),
+                **{k: v for k, v in extra.items() if k != "tiles"}}
+
+    def loop(self, si: int, solver: Solver, best, start: int, n: int, budget: float | None,
+             extra: dict[str, Any]):
+        """Iterate ``solver`` up to ``n`` times; progress, previews, checkpoints, stop requests."""
+        t_loop = time.monotonic()
+        tile, tiles = extra.get("tile", -1) + 1, extra.get("tiles", 0)
+        it = start
+        while it < n:
+            if self.should_stop is not None and self.should_stop():
+                if self.checkpoint is not None:
+                    self.checkpoint(self.snapshot(si, it, solver, best, extra))
+                where = f", tile {tile}/{tiles}" if tiles else ""
+                raise Interrupted(f"stopped at scale {si + 1}/{len(self.its)}{where}, iteration {it}")
+            t_step = time.monotonic()
+            self.timings.setdefault("first_iteration_start", t_step - self.t_start + self.elapsed_before)
+            f, parts, xe = solver.step()
+            if it == start:
+                self.timings["first_step"] += time.monotonic() - t_step  # includes tracing a new shape
+                if solver.first is not None and solver.first["loss"] < best[0]:
+                    best = (solver.first["loss"], best[1], solver.first)
+                if si == 0 and not self.initial and solver.first is not None:
+                    self.initial = solver.first
+            it += 1
+            self.iterations_done += 1
+            if f < best[0]:
+                best = (f, xe.copy(), parts)
+            elapsed = self.elapsed()
+            self.history.append({"scale": si + 1, **({"tile": tile} if tiles else {}), "iteration": it,
+                                 "elapsed": round(elapsed, 3), **parts})
+            if self.progress is not None:
+                fraction = ((tile - 1) * n + it) / (tiles * n) if tiles else it / n
+                done = sum(self.work[:si]) + self.work[si] * fraction
+                eta = elapsed / max(done, 1e-9) * (sum(self.work) - done)
+                if self.params.time_limit is not None:
+                    eta = min(eta, max(0.0, self.params.time_limit - elapsed))
+                self.progress(Progress(si + 1, len(self.its), it, n, parts["loss"], parts["content"],
+                                       parts["style"], parts["tv"], elapsed, eta, tile if tiles else 0, tiles))
+            if self.preview is not None and self.params.preview_every and it % self.params.preview_every == 0:
+                self.preview(np.asarray(extra.get("x_full", best[1]), np.float32), it)
+            if self.checkpoint is not None and self.checkpoint_every and it % self.checkpoint_every == 0:
+                self.checkpoint(self.snapshot(si, it, solver, best, extra))
+            if solver.converged:
+                self.stopped_by = "converged"
+                break
+            if budget is not None and time.monotonic() - t_loop >= budget:
+                self.stopped_by = "time_limit"
+                break
+        self.evaluations += solver.evaluations
+        self.timings["optimize"] += time.monotonic() - t_loop
+        return best
 
 
 def save_checkpoint(state: dict[str, Any]) -> bytes:

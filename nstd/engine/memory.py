@@ -1,0 +1,103 @@
+"""Predicting a job's memory from its shape, and tiling what does not fit.
+
+Numbers measured with bench/ (TF 2.21, XLA, float32, forward to conv5_1 plus the
+input gradient): peak RSS grows by about 200 MB + 2.4 KB per pixel over the
+process's baseline, of which the solver's own arrays are part.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+STEP_OVERHEAD = 256 * 2**20  # XLA workspace, compiled code
+STEP_BYTES_PER_PIXEL = 2300  # activations kept for the gradient, gradients, temporaries
+FORWARD_BYTES_PER_PIXEL = 1200  # forward only (targets): no activations kept for a gradient
+SAFETY = 0.85  # use at most this share of what is free
+MIN_TILE = 128
+TILE_MARGIN = 48  # context frame around a tile (pixels, a multiple of 16: conv5_1 sees 3 of its cells)
+TILE_BAND = 16  # frozen pixels next to a tile whose features still enter its losses (no seam lines)
+
+
+def solver_bytes_per_pixel(optimizer: str, lbfgs_memory: int) -> int:
+    """float64 vectors of 3 values per pixel the solver keeps (x, g, history or moments)."""
+    vectors = 2 * lbfgs_memory + 6 if optimizer == "lbfgs" else 5
+    return vectors * 3 * 8
+
+
+def step_bytes(pixels: int, optimizer: str = "lbfgs", lbfgs_memory: int = 8) -> int:
+    """Extra memory one optimisation at ``pixels`` needs on top of the running process."""
+    return STEP_OVERHEAD + pixels * (STEP_BYTES_PER_PIXEL + solver_bytes_per_pixel(optimizer, lbfgs_memory))
+
+
+def forward_bytes(pixels: int) -> int:
+    return STEP_OVERHEAD + pixels * FORWARD_BYTES_PER_PIXEL
+
+
+def machine_memory() -> int:
+    """Physical memory, or the cgroup's limit when the service runs under one (systemd MemoryMax)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def rss() -> int:
+    """This process's resident memory now."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def budget(limit: int | None) -> int:
+    """Bytes a step may add: the limit (default: the machine) minus what we hold, with margin."""
+    total = limit if limit is not None else machine_memory()
+    return int(max(0, total - rss()) * SAFETY)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A region [y0:y1, x0:x1] of the image; ``edges`` says which sides touch a neighbour."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    top: bool
+    bottom: bool
+    left: bool
+    right: bool
+
+
+def tile_side(available: int, optimizer: str, lbfgs_memory: int, longest: int) -> int:
+    """The largest square tile (multiple of 64) whose optimisation, frame included, fits."""
+    per_pixel = STEP_BYTES_PER_PIXEL + solver_bytes_per_pixel(optimizer, lbfgs_memory)
+    side = int(((available - STEP_OVERHEAD) / per_pixel) ** 0.5) - 2 * TILE_MARGIN if available > STEP_OVERHEAD else 0
+    side = min(side, longest) // 64 * 64
+    return side
+
+
+def _starts(length: int, side: int) -> tuple[int, list[int]]:
+    """Evenly sized cores (multiples of 16, at most ``side``) covering ``length``; the last
+    is aligned to the end, so no tile is left with a thin strip."""
+    n = -(-length // side)
+    core = min(length, -(-length // n // 16) * 16 if n > 1 else length)
+    starts = [i * core for i in range(n - 1)] + [length - core]
+    return core, sorted(set(starts))
+
+
+def tiles(width: int, height: int, side: int) -> list[Tile]:
+    """Tiles of one size (so one compiled step serves most of them), row by row."""
+    th, ys = _starts(height, side)
+    tw, xs = _starts(width, side)
+    return [Tile(y, y + th, x, x + tw, top=y > 0, bottom=y + th < height, left=x > 0, right=x + tw < width)
+            for y in ys for x in xs]
