@@ -144,13 +144,44 @@ def latency(weights: VGGWeights, size: int = 512) -> None:
               flush=True)
 
 
+def memory_use(sizes: list[int], iterations: int = 2) -> None:
+    """Peak RSS and wall time of a whole ``nstd stylize`` process per size (tiles where needed)."""
+    import subprocess
+    import tempfile
+
+    from nstd.engine.weights import save_npz
+
+    tmp = Path(tempfile.mkdtemp())
+    weights = save_npz(random_weights(), tmp / "vgg19-random.npz")
+    images = REPO.parent / "shared" / "data" / "images"
+    print(f"{'size':>6} {'peak RSS GiB':>13} {'seconds':>8}  notes")
+    for size in sizes:
+        out = tmp / f"out{size}.png"
+        cmd = [sys.executable, "-m", "nstd", "stylize", str(images / "tubingen.jpg"), str(images / "starry_night.jpg"),
+               "-o", str(out), "--weights", str(weights), "--size", str(size), "--iterations", str(iterations),
+               "--set", "coarse_iterations=1", "--seed", "1"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        err = proc.stderr.read()
+        import yaml
+
+        report = tmp / f"out{size}.report.yaml"
+        notes = yaml.safe_load(report.read_text()).get("notes", []) if report.exists() else [err.strip()[-200:]]
+        print(f"{size:>6} {usage.ru_maxrss / 2**20:>13.2f} {wall:>8.1f}  {'; '.join(notes) or 'whole image'}",
+              flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="a real weights file (default: random full-width VGG-19)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison")
     ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--sections", default="steps,latency,recipes", help="comma list: steps, latency, recipes")
+    ap.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    ap.add_argument("--sections", default="steps,latency,recipes,memory",
+                    help="comma list: steps, latency, recipes, memory")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if not (SEED / "japanese_garden.jpg").is_file():
@@ -175,6 +206,9 @@ def main() -> int:
         print()
     if "recipes" in sections:
         recipes(weights, content, style, args.sizes)
+        print()
+    if "memory" in sections:
+        memory_use(args.memory_sizes)
     return 0
 
 

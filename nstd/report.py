@@ -59,6 +59,7 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
         "evaluations": result.evaluations if result else 0,
         "stopped_by": result.stopped_by if result else None,
         "shapes": [list(s) for s in result.shapes] if result else [],
+        "notes": list(result.notes) if result else [],
         "timings": {**(result.timings if result else {}), **(timings or {}),
                     "seconds_per_iteration": round(opt / iters, 4) if iters else None},
         "device": device,
