@@ -46,6 +46,7 @@ class ProgressLine:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
+    from nstd.config import _bytes
     from nstd.engine import Engine, load_weights
     from nstd.images import FORMATS, load_image, save_image
     from nstd.params import parse_set, resolve
@@ -68,7 +69,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         init_image = load_image(Path(params.init), args.max_pixels)
     t0 = time.monotonic()
     weights = load_weights(args.weights)
-    engine = Engine(weights)
+    engine = Engine(weights, memory_limit=_bytes(args.memory, "--memory") if args.memory else None)
     load_s = time.monotonic() - t0
     print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
           file=sys.stderr)
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", help="default | origin")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="any job parameter (repeatable)")
     s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger input images")
+    s.add_argument("--memory", help="memory the job may use, e.g. 8G (default: the machine's); larger jobs are "
+                                    "refined in tiles")
     s.set_defaults(func=cmd_stylize)
 
     w = sub.add_parser("weights", help="inspect or convert VGG-19 weight files")

@@ -34,6 +34,7 @@ class Limits:
     input_pixels: int = 50_000_000
     input_bytes: int = 200_000_000
     yaml_bytes: int = 65_536
+    memory: int | None = None  # bytes the daemon may use; None: the machine's (or cgroup's) memory
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def _section(cls: type, raw: Any, where: str) -> Any:
         if key not in known:
             raise ConfigError(str(unknown_key_error(str(key), list(known), where)))
         default = known[key].default
+        if key == "memory" and isinstance(value, str):
+            value = _bytes(value, f"{where}.memory")
         if key in ("umask", "file_mode") and isinstance(value, str):
             try:
                 value = int(value, 8)
@@ -106,13 +109,23 @@ def _section(cls: type, raw: Any, where: str) -> Any:
         elif key == "group":
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{where}.group: must be a group name, got {value!r}.")
-        elif isinstance(default, (int, float)) or key == "file_mode":
+        elif isinstance(default, (int, float)) or key in ("file_mode", "memory"):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
                 raise ConfigError(f"{where}.{key}: must be a non-negative number, got {value!r}.")
-            if value is None and key != "file_mode":
+            if value is None and key not in ("file_mode", "memory"):
                 raise ConfigError(f"{where}.{key}: must be a number, got nothing.")
         values[key] = value
     return cls(**values)
+
+
+def _bytes(text: str, where: str) -> int:
+    """'16G', '512M', '2048K' or a plain number of bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+    except (ValueError, IndexError):
+        raise ConfigError(f"{where}: {text!r} is not a size like 16G, 512M or a number of bytes.") from None
 
 
 def parse(raw: Any, source: str, base: Path) -> Config:

@@ -139,7 +139,7 @@ class Daemon:
         t0 = time.monotonic()
         log.info("loading weights %s", self.cfg.weights)
         self.weights = load_weights(self.cfg.weights)
-        self.engine = Engine(self.weights)
+        self.engine = Engine(self.weights, memory_limit=self.cfg.limits.memory)
         log.info("engine ready on %s in %.1fs (weights %s, %s, sha256 %s…)", self.engine.device,
                  time.monotonic() - t0, self.weights.source, self.weights.format, self.weights.sha256[:12])
 

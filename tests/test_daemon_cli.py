@@ -104,3 +104,12 @@ def test_unit_file_verifies():
     for needle in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=nstd", "UMask=", "NoNewPrivileges=yes",
                    "ProtectSystem=strict", "ReadWritePaths=", "PrivateTmp=yes"):
         assert needle in unit
+
+
+def test_memory_limit_accepts_sizes(tmp_path, thin_mat):
+    from nstd import config
+
+    cfg = config.load(write_config(tmp_path, thin_mat, limits={"memory": "1.5G"}))
+    assert cfg.limits.memory == int(1.5 * 2**30)
+    run = nstd("check", "--config", str(write_config(tmp_path / "b", thin_mat, limits={"memory": "lots"})))
+    assert run.returncode == 1 and "not a size like 16G" in run.stderr
