@@ -28,11 +28,12 @@ class ProgressLine:
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
-        final = p.iteration == p.iterations
+        final = p.iteration == p.iterations and p.tile == p.tiles
         if not self.tty and now - self.last < self.every and not final:
             return
         self.last = now
-        line = (f"scale {p.scale}/{p.scales}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
+        tile = f"  tile {p.tile}/{p.tiles}" if p.tiles else ""
+        line = (f"scale {p.scale}/{p.scales}{tile}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
                 f"(content {p.content:.3g}, style {p.style:.3g}, tv {p.tv:.3g})  {p.elapsed:.1f}s  ETA {p.eta:.0f}s")
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if final else ""))
@@ -46,7 +47,7 @@ class ProgressLine:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from nstd.config import _bytes
+    from nstd.config import parse_bytes
     from nstd.engine import Engine, load_weights
     from nstd.images import FORMATS, load_image, save_image
     from nstd.params import parse_set, resolve
@@ -69,7 +70,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         init_image = load_image(Path(params.init), args.max_pixels)
     t0 = time.monotonic()
     weights = load_weights(args.weights)
-    engine = Engine(weights, memory_limit=_bytes(args.memory, "--memory") if args.memory else None)
+    engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None)
     load_s = time.monotonic() - t0
     print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
           file=sys.stderr)

@@ -94,7 +94,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
             raise ConfigError(str(unknown_key_error(str(key), list(known), where)))
         default = known[key].default
         if key == "memory" and isinstance(value, str):
-            value = _bytes(value, f"{where}.memory")
+            value = parse_bytes(value, f"{where}.memory")
         if key in ("umask", "file_mode") and isinstance(value, str):
             try:
                 value = int(value, 8)
@@ -118,7 +118,7 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     return cls(**values)
 
 
-def _bytes(text: str, where: str) -> int:
+def parse_bytes(text: str, where: str) -> int:
     """'16G', '512M', '2048K' or a plain number of bytes."""
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     t = text.strip().upper().removesuffix("B").removesuffix("I")

@@ -64,7 +64,7 @@ class Candidate:
         return f"{self.rel}/{self.name}:{self.form}"
 
 
-def _images(folder: Path) -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
     try:
         entries = sorted(folder.iterdir())
     except OSError:
@@ -107,7 +107,7 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
         files = [p for p in entries if not is_litter(p.name) and p.is_file()]
         dirs = [p for p in entries if not is_litter(p.name) and p.is_dir() and not p.is_symlink()]
         for d in dirs:
-            names = {p.name.lower() for p in _images(d)}
+            names = {p.name.lower() for p in images_in(d)}
             if "job.yaml" in names or any(n.startswith("content.") for n in names):
                 found.append(folder_candidate(d, rel))
             else:
@@ -133,7 +133,7 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
 
 
 def folder_candidate(d: Path, rel: Path) -> Candidate:
-    files = _images(d)
+    files = images_in(d)
     names = [p.name.lower() for p in files]
     waiting = None
     if "job.yaml" not in names:
@@ -155,7 +155,7 @@ def signature(c: Candidate) -> tuple:
             continue
         sig.append((str(p), st.st_size, st.st_mtime_ns))
     if c.form == "folder":
-        sig.extend((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in _images(c.primary) if p.exists())
+        sig.extend((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in images_in(c.primary) if p.exists())
     return tuple(sorted(set(sig)))
 
 
@@ -284,11 +284,11 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
         content = next(p for p in files if ".content." in p.name.lower())
         styles = [(p, 1.0) for p in files if ".style" in p.name.lower()]
     elif form == "folder" and content_ref is None:
-        found = [p for p in _images(folder) if p.name.lower().startswith("content.")]
+        found = [p for p in images_in(folder) if p.name.lower().startswith("content.")]
         if len(found) != 1:
             raise JobError(f"{name}/: needs exactly one content.* image, found {[p.name for p in found]}.")
         content = found[0]
-        styles = [(p, 1.0) for p in _images(folder) if p.name.lower().startswith("style")]
+        styles = [(p, 1.0) for p in images_in(folder) if p.name.lower().startswith("style")]
         if style_ref is not None:
             styles = parse_styles(style_ref, folder, source)
         if not styles:

@@ -178,7 +178,7 @@ class Daemon:
 
     def _undecodable(self, c: jobs.Candidate) -> str | None:
         """A settled image that does not decode may be a stalled copy: wait, don't take it."""
-        files = jobs._images(c.primary) if c.form == "folder" else c.files
+        files = jobs.images_in(c.primary) if c.form == "folder" else c.files
         for f in files:
             if f.suffix.lower() in jobs.IMAGE_EXTS:
                 try:
@@ -370,16 +370,19 @@ class Daemon:
 
         def progress(p: Any) -> None:
             self.worker_beat = time.monotonic()
-            self.current = {"name": jl.name, "scale": p.scale, "scales": p.scales, "iteration": p.iteration,
+            self.current = {"name": jl.name, "scale": p.scale, "scales": p.scales, "tile": p.tile, "tiles": p.tiles,
+                            "iteration": p.iteration,
                             "iterations": p.iterations, "loss": p.loss, "elapsed": round(p.elapsed, 1),
                             "eta": round(p.eta, 1)}
-            self.set_status_line(f"{jl.name}: scale {p.scale}/{p.scales} iteration {p.iteration}/{p.iterations} "
+            tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
+            self.set_status_line(f"{jl.name}: scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/{p.iterations} "
                                  f"loss {p.loss:.4g} ETA {p.eta:.0f}s")
             now = time.monotonic()
             if now - last_log[0] >= 10 or p.iteration == p.iterations:
                 last_log[0] = now
-                jl("scale %d/%d iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed %.0fs ETA %.0fs",
-                   p.scale, p.scales, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv, p.elapsed, p.eta)
+                jl("scale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed %.0fs ETA %.0fs",
+                   p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv, p.elapsed,
+                   p.eta)
 
         def preview(image: Any, iteration: int) -> None:
             ext = "." + cfg.output.format

@@ -52,3 +52,17 @@ def test_parse_set_reads_yaml_values():
         "size": 64, "scales": [0.5, 1.0], "preserve_colors": True, "init": "content"}
     with pytest.raises(ParamError, match="key=value"):
         parse_set(["size"])
+
+
+def test_every_parameter_is_in_exactly_one_group():
+    import dataclasses
+
+    from nstd.params import OBJECTIVE_KEYS, SOLVER_KEYS, Params
+
+    output = {"size", "seed", "preserve_colors", "preview_every", "preset", "solver"}
+    fields = {f.name for f in dataclasses.fields(Params)}
+    groups = [set(OBJECTIVE_KEYS), set(SOLVER_KEYS), output]
+    assert set().union(*groups) == fields
+    assert sum(len(g) for g in groups) == len(fields)  # no key in two groups
+    for name, recipe in SOLVERS.items():  # a solver recipe never changes the objective
+        assert not set(recipe) & set(OBJECTIVE_KEYS), name

@@ -158,24 +158,22 @@ class Engine:
 
     def _tiled_grams(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str, side: int,
                      margin: int = 32) -> list[np.ndarray]:
-        """Σ FᵀF over non-overlapping cores of tiles read with a margin, divided by the pixel count."""
+        """Σ FᵀF over non-overlapping cores, each read with a margin of context, over the count."""
         h, w = rgb.shape[:2]
-        sums: list[np.ndarray | None] = [None] * len(layers)
-        counts = [0] * len(layers)
+        sums: list[np.ndarray] = []
+        counts: list[int] = []
         for y0 in range(0, h, side):
             for x0 in range(0, w, side):
                 y1, x1 = min(y0 + side, h), min(x0 + side, w)
                 py0, px0, py1, px1 = max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin)
-                feats = self.features(rgb[py0:py1, px0:px1], layers, pooling)
-                for i, name in enumerate(layers):
-                    stride = 2 ** (int(name[4]) - 1)
-                    f = feats[name][0]
-                    fy0, fx0 = (y0 - py0) // stride, (x0 - px0) // stride
-                    core = f[fy0:fy0 - (-(y1 - y0) // stride), fx0:fx0 - (-(x1 - x0) // stride)]
-                    core = core.reshape(-1, f.shape[-1]).astype(np.float64)
-                    g = core.T @ core
-                    sums[i] = g if sums[i] is None else sums[i] + g
-                    counts[i] += core.shape[0]
+                frame = (y0 - py0, py1 - y1, x0 - px0, px1 - x1)
+                for i, (g, n) in enumerate(self._region_sums(rgb[py0:py1, px0:px1], frame, layers, pooling)):
+                    if i == len(sums):
+                        sums.append(g)
+                        counts.append(n)
+                    else:
+                        sums[i] += g
+                        counts[i] += n
         return [(s / n).astype(np.float32) for s, n in zip(sums, counts)]
 
     def blend_grams(self, styles: list[tuple[LoadedImage, float]], width: int, height: int,
