@@ -97,15 +97,16 @@ def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | N
     return {"wall": wall, "final": final, "reached": hit.get("t"), "iterations": iters}
 
 
-def recipes(weights: VGGWeights, content, style, sizes: list[int]) -> None:
+def recipes(weights: VGGWeights, content, style, sizes: list[int], references: tuple[str, ...]) -> None:
     """Time to each reference recipe's final loss on the origin's objective."""
     print("time to reach each reference recipe's final loss (origin objective, seed 1, same size):")
     print(f"{'size':>6} {'recipe':<44} {'seconds':>8} {'loss':>11} {'vs reference':>13}")
     for size in sizes:
         base = {"preset": "origin", "size": size, "seed": 1}
         fast = {**base, "solver": "fast", "iterations": 100000}
-        for ref_name, ref_raw in (("origin recipe (Adam lr 2, noise, 200 it)", base),
-                                  ("TF tutorial (Adam lr .02 b1 .99 eps .1, 1000 it)", {**base, "solver": "tutorial"})):
+        refs = {"origin": ("origin recipe (Adam lr 2, noise, 200 it)", base),
+                "tutorial": ("TF tutorial (Adam lr .02 b1 .99 eps .1, 1000 it)", {**base, "solver": "tutorial"})}
+        for ref_name, ref_raw in (refs[r] for r in references):
             ref = run_recipe(weights, content, style, ref_raw, None, None)
             target, t_ref = ref["final"], ref["wall"]
             print(f"{size:>6} {ref_name:<44} {t_ref:>8.1f} {target:>11.5g} {'1.0x':>13}", flush=True)
@@ -179,6 +180,7 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison")
     ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--references", default="origin,tutorial", help="recipes to compare against")
     ap.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     ap.add_argument("--sections", default="steps,latency,recipes,memory",
                     help="comma list: steps, latency, recipes, memory")
@@ -205,7 +207,7 @@ def main() -> int:
         latency(weights)
         print()
     if "recipes" in sections:
-        recipes(weights, content, style, args.sizes)
+        recipes(weights, content, style, args.sizes, tuple(args.references.split(",")))
         print()
     if "memory" in sections:
         memory_use(args.memory_sizes)
