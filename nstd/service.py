@@ -299,9 +299,8 @@ class Daemon:
             self.held.add(work)
             try:
                 self.process(work)
-            except Exception:  # noqa: BLE001 - never a dead daemon; the work folder stays for a retry
-                log.exception("unexpected error while handling %s; it will be retried", work.name)
-                self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
+            except Exception as exc:  # noqa: BLE001 - never a dead daemon
+                self.internal_error(work, exc)
             finally:
                 if not (work in self.deferred or (work.exists() and self.stopping.is_set())):
                     self.held.discard(work)
@@ -457,6 +456,22 @@ class Daemon:
         self.held.discard(work)
         self.current = None
         self.write_status()
+
+    def internal_error(self, work: Path, exc: BaseException) -> None:
+        """A bug, not the job's fault: retry a few times, then fail it with the traceback."""
+        meta = jobs.read_yaml(work / "meta.yaml")
+        crashes = int(meta.get("crashes", 0)) + 1
+        name, rel = meta.get("name", work.name), meta.get("rel", ".")
+        if crashes <= self.cfg.service.retries and work.exists():
+            log.exception("job=%s unexpected error (%d/%d); it will be retried", name, crashes, self.cfg.service.retries)
+            jobs.write_yaml(work / "meta.yaml", {**meta, "crashes": crashes})
+            self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
+            return
+        log.exception("job=%s unexpected error, giving up after %d tries", name, crashes)
+        try:
+            self.fail(work, name, rel, exc, "internal", None, JobLog(work / "job.log", name))
+        except Exception:  # noqa: BLE001
+            log.exception("job=%s could not be moved to failed/; its inputs stay in %s", name, work)
 
     # --- signals and reload ------------------------------------------------------------------
 
