@@ -154,9 +154,7 @@ def signature(c: Candidate) -> tuple:
             sig.append((str(p), -1, -1))
             continue
         sig.append((str(p), st.st_size, st.st_mtime_ns))
-    if c.form == "folder":
-        sig.extend((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in images_in(c.primary) if p.exists())
-    return tuple(sorted(set(sig)))
+    return tuple(sorted(sig))
 
 
 @dataclass

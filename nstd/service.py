@@ -95,6 +95,7 @@ class Daemon:
         self.held: set[Path] = set()
         self.deferred: dict[Path, float] = {}
         self.settler = jobs.Settler()
+        self.decode_verdicts: dict[str, tuple[tuple, str | None]] = {}
         self.current: dict[str, Any] | None = None
         self.recent_done: deque = deque(maxlen=20)
         self.recent_failed: deque = deque(maxlen=20)
@@ -160,6 +161,7 @@ class Daemon:
             elif idle > cfg.watch.incomplete_timeout:
                 pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
                                                    f"(watch.incomplete_timeout) and {problem}"))
+        self.decode_verdicts = {k: v for k, v in self.decode_verdicts.items() if k in self.settler.seen}
         pending.sort(key=lambda p: p.arrived)
         orphans = []
         for work in sorted(self.work_root.iterdir()) if self.work_root.is_dir() else []:
@@ -177,9 +179,20 @@ class Daemon:
             self.work_ready.set()
 
     def _undecodable(self, c: jobs.Candidate) -> str | None:
-        """A settled image that does not decode may be a stalled copy: wait, don't take it."""
-        files = jobs.images_in(c.primary) if c.form == "folder" else c.files
-        for f in files:
+        """A settled image that does not decode may be a stalled copy: wait, don't take it.
+
+        The verdict is kept until the job's files change: queued jobs are not decoded
+        again on every scan while a long job runs.
+        """
+        sig = self.settler.seen[c.key].sig
+        cached = self.decode_verdicts.get(c.key)
+        if cached is None or cached[0] != sig:
+            cached = (sig, self._decode_problem(c))
+            self.decode_verdicts[c.key] = cached
+        return cached[1]
+
+    def _decode_problem(self, c: jobs.Candidate) -> str | None:
+        for f in c.files:
             if f.suffix.lower() in jobs.IMAGE_EXTS:
                 try:
                     load_image(f, self.cfg.limits.input_pixels)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from nstd.engine.weights import CONV_LAYERS, VGGWeights
@@ -61,7 +60,3 @@ def gram(features: tf.Tensor) -> tf.Tensor:
     flat = tf.reshape(features, (-1, shape[-1]))
     n = tf.cast(tf.shape(flat)[0], features.dtype)
     return tf.matmul(flat, flat, transpose_a=True) / n
-
-
-def to_numpy(tensors: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.numpy() for k, v in tensors.items()}
