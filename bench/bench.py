@@ -69,16 +69,17 @@ def step_speed(weights: VGGWeights, content, style, size: int, repeats: int) -> 
         fg(x)
         times.append(time.perf_counter() - t)
     sec = float(np.median(times))
-    deepest = max((n for n, _ in params.content_layers + params.style_layers), key=lambda n: (n[4], n[6]))
-    return sec, engine.vgg.step_flops(h, w, deepest) / sec / 1e9
+    layers = tuple(n for n, _ in params.content_layers + params.style_layers)
+    return sec, engine.vgg.step_flops(h, w, layers, tuple(n for n, _ in params.style_layers)) / sec / 1e9
 
 
-def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | None, cap: float | None):
+def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | None, cap: float | None,
+               **engine_options):
     """Run one recipe on a fresh engine (compile time counts). Returns (result-ish dict).
 
     ``target``: stop as soon as a full-resolution iterate reaches this loss.
     """
-    engine = Engine(weights)
+    engine = Engine(weights, **engine_options)
     params = resolve({**raw, **({"time_limit": cap} if cap else {})})
     n_scales = len(Engine._plan(*fit_size(*content.size, params.size), params))
     hit: dict[str, float] = {}
@@ -122,6 +123,43 @@ def recipes(weights: VGGWeights, content, style, sizes: list[int], references: t
                 ok = "PASS" if capped["final"] <= target else "FAIL"
                 print(f"{size:>6} {'  fast solver, time_limit=T/5':<44} {capped['wall']:>8.1f} "
                       f"{capped['final']:>11.5g} {ok:>13}", flush=True)
+
+
+def choices(weights: VGGWeights, content, style, size: int = 256) -> None:
+    """Each solver choice changed alone: time to the origin recipe's final loss, capped at its time."""
+    import nstd.engine.stylize as stylize_module
+    from nstd.engine.solvers import make_solver
+
+    def normalised(x0, fg, params):  # the gradient divided by its mean magnitude before the solver sees it
+        def fg_n(x):
+            f, g, parts = fg(x)
+            return f, g / max(float(np.abs(g).mean()), 1e-30), parts
+        return make_solver(x0, fg_n, params)
+
+    base = {"preset": "origin", "size": size, "seed": 1}
+    ref = run_recipe(weights, content, style, base, None, None)
+    target, cap = ref["final"], ref["wall"]
+    print(f"solver choices at {size} px: time to the origin recipe's final loss {target:.5g} "
+          f"(origin took {cap:.1f}s; each run capped there)")
+    fast = {**base, "solver": "fast", "iterations": 100000}
+    adam = {**fast, "optimizer": "adam", "learning_rate": 2.0}
+    variants = [("fast recipe: L-BFGS, content init, scales .5+1, 20 coarse its", fast, {}, None),
+                ("  one scale only", {**fast, "scales": [1.0]}, {}, None),
+                ("  100 coarse iterations", {**fast, "coarse_iterations": 100}, {}, None),
+                ("  noise init (the origin's)", {**fast, "init": "noise"}, {}, None),
+                ("  L-BFGS memory 20", {**fast, "lbfgs_memory": 20}, {}, None),
+                ("  Adam lr 2 instead of L-BFGS", adam, {}, None),
+                ("  Adam lr 2, normalised gradient", adam, {}, normalised),
+                ("  without XLA", fast, {"jit_compile": False}, None)]
+    print(f"{'variant':<62} {'seconds':>8} {'loss':>11}")
+    for name, raw, engine_options, solver_factory in variants:
+        stylize_module.make_solver = solver_factory or make_solver
+        try:
+            r = run_recipe(weights, content, style, raw, target, cap, **engine_options)
+        finally:
+            stylize_module.make_solver = make_solver
+        seconds = f"{r['reached']:.1f}" if r["reached"] is not None else "never"
+        print(f"{name:<62} {seconds:>8} {r['final']:>11.5g}", flush=True)
 
 
 def latency(weights: VGGWeights, size: int = 512) -> None:
@@ -183,7 +221,7 @@ def main() -> int:
     ap.add_argument("--references", default="origin,tutorial", help="recipes to compare against")
     ap.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     ap.add_argument("--sections", default="steps,latency,recipes,memory",
-                    help="comma list: steps, latency, recipes, memory")
+                    help="comma list: steps, latency, recipes, memory, choices (each solver choice alone)")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     if not (SEED / "japanese_garden.jpg").is_file():
@@ -211,6 +249,8 @@ def main() -> int:
         print()
     if "memory" in sections:
         memory_use(args.memory_sizes)
+    if "choices" in sections:
+        choices(weights, content, style)
     return 0
 
 

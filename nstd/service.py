@@ -96,6 +96,7 @@ class Daemon:
         self.deferred: dict[Path, float] = {}
         self.settler = jobs.Settler()
         self.decode_verdicts: dict[str, tuple[tuple, str | None]] = {}
+        self.unsettled = True  # some inbox job still changing: rescan often
         self.current: dict[str, Any] | None = None
         self.recent_done: deque = deque(maxlen=20)
         self.recent_failed: deque = deque(maxlen=20)
@@ -150,10 +151,11 @@ class Daemon:
         cfg = self.cfg
         candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes)
         self.settler.update(candidates)
-        pending = []
+        pending, unsettled = [], False
         for c in candidates:
             if not self.settler.settled(c, cfg.watch.settle_seconds):
-                continue  # still being written
+                unsettled = True  # still being written
+                continue
             arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c)
             problem = c.waiting_for or self._undecodable(c)
             if problem is None:
@@ -161,6 +163,9 @@ class Daemon:
             elif idle > cfg.watch.incomplete_timeout:
                 pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
                                                    f"(watch.incomplete_timeout) and {problem}"))
+            else:
+                unsettled = True  # a stalled copy: count its idle time
+        self.unsettled = unsettled
         self.decode_verdicts = {k: v for k, v in self.decode_verdicts.items() if k in self.settler.seen}
         pending.sort(key=lambda p: p.arrived)
         orphans = []
@@ -203,13 +208,16 @@ class Daemon:
         return None
 
     def scanner(self) -> None:
-        """Scan when woken by the observer, while jobs settle, and every rescan_seconds."""
+        """Scan when woken by the observer, while a job settles, and every rescan_seconds.
+
+        Settled jobs waiting in the queue need no rescans: a change to them wakes us.
+        """
         last_full = time.monotonic()
         while not self.stopping.is_set():
-            woken = self.wake.wait(timeout=min(self.cfg.watch.settle_seconds / 2, 1.0) if self.settler.seen else 1.0)
+            woken = self.wake.wait(timeout=min(self.cfg.watch.settle_seconds / 2, 1.0) if self.unsettled else 1.0)
             self.wake.clear()
             self.scanner_beat = time.monotonic()
-            if not (woken or self.settler.seen or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
+            if not (woken or self.unsettled or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
                 continue
             last_full = time.monotonic()
             try:

@@ -142,3 +142,17 @@ def test_step_is_compiled_once_per_shape(engine, pair):
     assert len(engine._steps) == n
     traced = [f.experimental_get_tracing_count() for f in engine._steps.values()]
     assert max(traced) == 1
+
+
+def test_step_flops_count_convolutions_both_ways_and_the_gram_products(engine):
+    """The bench's GFLOP/s is only as honest as this count: check it by hand on two layers."""
+    c1 = engine.vgg.kernels[0].shape[-1]  # conv1_1: 3 -> c1 channels, at full size
+    c2 = engine.vgg.kernels[1].shape[-1]  # conv1_2: c1 -> c2
+    h, w = 24, 40
+    convs = 2 * (2 * h * w * 9 * 3 * c1) + 2 * (2 * h * w * 9 * c1 * c2)
+    assert engine.vgg.step_flops(h, w, ("conv1_2",)) == convs
+    assert engine.vgg.step_flops(h, w, ("conv1_1", "conv1_2"), ("conv1_1",)) == convs + 6 * h * w * c1 * c1
+    # conv2_1 runs on the pooled image: its cost is a quarter of what it would be at full size
+    c3 = engine.vgg.kernels[2].shape[-1]
+    deeper = engine.vgg.step_flops(h, w, ("conv2_1",)) - convs
+    assert deeper == 2 * (2 * (h // 2) * (w // 2) * 9 * c2 * c3)

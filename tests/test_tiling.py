@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from nstd.engine import Engine, Interrupted, load_checkpoint, load_weights, save_checkpoint
 from nstd.engine import memory
-from nstd.engine.stylize import _owned_origin
+from nstd.engine.stylize import GRAM_TILE_MARGIN, _owned_origin
 from nstd.images import load_image
 from nstd.params import resolve
 from tests.conftest import make_image
@@ -130,6 +130,23 @@ def test_tiled_style_statistics_match_whole_image_ones(engine, tmp_path):
     for name, a, b in zip(layers, whole, tiled):
         rel = np.linalg.norm(a - b) / np.linalg.norm(a)
         assert rel < 0.05, (name, rel)
+
+
+def test_a_style_image_too_big_for_one_pass_is_measured_in_tiles(thin_mat, tmp_path):
+    style = load_image(make_image(tmp_path / "s.png", (512, 384), seed=4))
+    layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    whole = Engine(load_weights(thin_mat)).style_grams(style, 512, 384, layers, "avg")
+    # room for a forward pass over a 128 px core in its margin, not over the whole image
+    room = (memory.forward_bytes(512 * 384) + memory.forward_bytes((128 + 2 * GRAM_TILE_MARGIN) ** 2)) // 2
+    side = memory.forward_side(room, 512, GRAM_TILE_MARGIN)
+    assert 128 <= side < 512 and side % 64 == 0
+    assert memory.forward_bytes((side + 2 * GRAM_TILE_MARGIN) ** 2) <= room
+    tight = Engine(load_weights(thin_mat))
+    tight.memory_limit = memory.rss() + int(room / memory.SAFETY)
+    tiled = tight.style_grams(style, 512, 384, layers, "avg")
+    assert any(not np.array_equal(a, b) for a, b in zip(whole, tiled))  # it did take the tiled path
+    for name, a, b in zip(layers, whole, tiled):
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05, name
 
 
 def test_resume_inside_a_tiled_scale_gives_the_same_image(engine, big_pair):

@@ -86,6 +86,13 @@ def tile_side(available: int, optimizer: str, lbfgs_memory: int, longest: int) -
     return side
 
 
+def forward_side(available: int, longest: int, margin: int) -> int:
+    """The largest square core (multiple of 64, at least MIN_TILE) whose forward pass, margin included, fits."""
+    side = int(((available - STEP_OVERHEAD) / FORWARD_BYTES_PER_PIXEL) ** 0.5) - 2 * margin \
+        if available > STEP_OVERHEAD else 0
+    return max(MIN_TILE, min(side, longest) // 64 * 64)
+
+
 def _starts(length: int, side: int) -> tuple[int, list[int]]:
     """Evenly sized cores (multiples of 16, at most ``side``) covering ``length``; the last
     is aligned to the end, so no tile is left with a thin strip."""

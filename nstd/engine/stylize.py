@@ -28,6 +28,7 @@ from nstd.params import Params
 
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
+GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
 
 
 class Interrupted(Exception):
@@ -144,9 +145,9 @@ class Engine:
             self._grams.move_to_end(key)
             return self._grams[key]
         rgb = resize(style.rgb, width, height)
-        if memory.forward_bytes(width * height) > memory.budget(self.memory_limit):
-            side = max(memory.MIN_TILE, memory.tile_side(memory.budget(self.memory_limit) * 2, "adam", 0,
-                                                         max(width, height)))
+        available = memory.budget(self.memory_limit)
+        if memory.forward_bytes(width * height) > available:
+            side = memory.forward_side(available, max(width, height), GRAM_TILE_MARGIN)
             grams = self._tiled_grams(rgb, layers, pooling, side)
         else:
             feats = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
@@ -157,7 +158,7 @@ class Engine:
         return grams
 
     def _tiled_grams(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str, side: int,
-                     margin: int = 32) -> list[np.ndarray]:
+                     margin: int = GRAM_TILE_MARGIN) -> list[np.ndarray]:
         """Σ FᵀF over non-overlapping cores, each read with a margin of context, over the count."""
         h, w = rgb.shape[:2]
         sums: list[np.ndarray] = []

@@ -41,17 +41,24 @@ class VGG19:
                 out[name] = x
         return out
 
-    def step_flops(self, height: int, width: int, deepest: str) -> float:
-        """FLOPs of forward to ``deepest`` plus the input gradient (≈ 2× forward)."""
+    def step_flops(self, height: int, width: int, layers: tuple[str, ...], style_layers: tuple[str, ...] = ()) -> float:
+        """FLOPs of one loss-and-gradient step: the matrix products the step actually runs.
+
+        Convolutions up to the deepest of ``layers``, forward and back to the input (the
+        same count again; conv1_1 too, since we differentiate with respect to the image),
+        plus each style layer's Gram matrix FᵀF: 2·N·C² forward, twice that backward.
+        Bias, ReLU, pooling and the losses' elementwise work are memory-bound and not counted.
+        """
+        last = max(layer_index(n) for n in layers)
         flops, h, w = 0.0, height, width
-        for i, name in enumerate(CONV_LAYERS[: layer_index(deepest) + 1]):
+        for i, name in enumerate(CONV_LAYERS[: last + 1]):
             if i and name.endswith("_1"):
                 h, w = -(-h // 2), -(-w // 2)
             kh, kw, cin, cout = self.kernels[i].shape
-            flops += 2.0 * h * w * kh * kw * cin * cout
-        # backward through a conv to its input costs about as much as the forward;
-        # conv1_1 needs it too because we differentiate with respect to the image.
-        return 2.0 * flops
+            flops += 2.0 * (2.0 * h * w * kh * kw * cin * cout)
+            if name in style_layers:
+                flops += 6.0 * h * w * cout * cout
+        return flops
 
 
 def gram(features: tf.Tensor) -> tf.Tensor:
