@@ -1,6 +1,7 @@
 """Where finished and failed jobs go, written so nobody sees half a file.
 
   outbox/<sub>/NAME.EXT, NAME.report.yaml, NAME.log   (never overwritten: NAME-1.EXT …)
+  outbox/<sub>/NAME.preview.EXT                        (while the job runs, if asked for)
   failed/<sub>/NAME/   every original input + error.yaml
   archive/<sub>/NAME/  originals after success (unless delete_originals)
 """
@@ -33,6 +34,11 @@ def apply_output_mode(path: Path, config: Config) -> None:
             os.chown(path, -1, grp.getgrnam(config.output.group).gr_gid)
         except (KeyError, PermissionError) as exc:
             raise OSError(f"cannot give {path} to group {config.output.group!r}: {exc}") from exc
+
+
+def preview_path(config: Config, name: str, rel: str) -> Path:
+    """Where a running job shows its latest image; removed when the job ends either way."""
+    return config.paths.outbox / rel / f"{name}.preview.{config.output.format}"
 
 
 def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes, ext: str,

@@ -405,9 +405,8 @@ class Daemon:
                    p.eta)
 
         def preview(image: Any, iteration: int) -> None:
-            ext = "." + cfg.output.format
-            path = cfg.paths.outbox / rel / f"{name}.preview{ext}"
-            write_atomic(path, lambda fh: fh.write(encode(image, None, ext)))
+            write_atomic(outbox.preview_path(cfg, name, rel),
+                         lambda fh: fh.write(encode(image, None, "." + cfg.output.format)))
 
         t_run = time.time()
         self.current = {"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"}
@@ -458,6 +457,7 @@ class Daemon:
         """After publishing: originals to the archive, work folder gone. Safe to repeat."""
         published = jobs.read_yaml(work / "published.yaml")
         where = outbox.archive_inputs(work, self.cfg, meta.get("name", "job"), meta.get("rel", "."))
+        outbox.preview_path(self.cfg, meta.get("name", "job"), meta.get("rel", ".")).unlink(missing_ok=True)
         log.info("job=%s done: %s%s", jl.name, published.get("image"),
                  f"; originals in {where}" if where else "; originals deleted")
         self.recent_done.append({"name": jl.name, "output": published.get("image"), "at": time.time()})
@@ -471,6 +471,7 @@ class Daemon:
         jl("FAILED in %s: %s", phase, exc, level=logging.ERROR)
         dest = outbox.fail(work, self.cfg, name, rel, exc, phase, params.as_dict() if params else None, versions(),
                            jl.text())
+        outbox.preview_path(self.cfg, name, rel).unlink(missing_ok=True)
         log.error("job=%s failed; inputs and error.yaml are in %s", jl.name, dest)
         self.recent_failed.append({"name": jl.name, "error": str(exc), "where": str(dest), "at": time.time()})
         shutil.rmtree(work, ignore_errors=True)

@@ -189,6 +189,29 @@ def test_sigterm_checkpoints_exits_zero_and_resumes(root, thin_mat):
     assert [p.name for p in outputs(root)] == ["long.png"]
 
 
+def test_preview_while_running_then_gone_and_originals_deleted_when_configured(root, thin_mat):
+    cfg = write_config(root, thin_mat, paths={"archive": None, "delete_originals": True},
+                       output={"preview_every": 5})
+    drop_yaml_job(root / "inbox", "watched", LONG)
+    drop_yaml_job(root / "inbox", "broken", {"iteratons": 5})
+    preview = root / "outbox" / "watched.preview.png"
+    with Daemon(cfg) as d:
+        wait_until(preview.exists, 60, "a preview while the job runs")
+        assert not (root / "outbox" / "watched.png").exists()
+        shown = Image.open(preview)
+        shown.load()  # a whole image, never half a file
+        wait_until(lambda: (root / "outbox" / "watched.report.yaml").exists(), 120, "the job's report")
+        wait_until(lambda: (root / "failed" / "broken" / "error.yaml").exists(), 30, "the broken job failed")
+        assert d.stop() == 0
+    assert not preview.exists()  # the result replaces it
+    assert Image.open(root / "outbox" / "watched.png").size == shown.size
+    # success: originals deleted, no archive; failure: every input kept anyway
+    assert not list((root / "inbox").iterdir()) and not (root / "archive").exists()
+    assert sorted(p.name for p in (root / "failed" / "broken").iterdir()) == [
+        "broken-art.png", "broken-photo.png", "broken.yaml", "error.yaml", "job.log"]
+    assert not list((root / "state" / "work").iterdir())
+
+
 def test_two_daemons_share_one_inbox_each_job_done_once(root, thin_mat):
     cfg = write_config(root, thin_mat, defaults={"iterations": 30, "coarse_iterations": 10})
     with Daemon(cfg) as a, Daemon(cfg) as b:
