@@ -78,19 +78,22 @@ class Tile:
     right: bool
 
 
+def _square_side(available: int, bytes_per_pixel: int, margin: int, longest: int) -> int:
+    """The largest square core (multiple of 64, at most ``longest``) that fits with its margin."""
+    side = int(((available - STEP_OVERHEAD) / bytes_per_pixel) ** 0.5) - 2 * margin \
+        if available > STEP_OVERHEAD else 0
+    return min(side, longest) // 64 * 64
+
+
 def tile_side(available: int, optimizer: str, lbfgs_memory: int, longest: int) -> int:
-    """The largest square tile (multiple of 64) whose optimisation, frame included, fits."""
+    """The largest square tile whose optimisation, frame included, fits."""
     per_pixel = STEP_BYTES_PER_PIXEL + solver_bytes_per_pixel(optimizer, lbfgs_memory)
-    side = int(((available - STEP_OVERHEAD) / per_pixel) ** 0.5) - 2 * TILE_MARGIN if available > STEP_OVERHEAD else 0
-    side = min(side, longest) // 64 * 64
-    return side
+    return _square_side(available, per_pixel, TILE_MARGIN, longest)
 
 
 def forward_side(available: int, longest: int, margin: int) -> int:
-    """The largest square core (multiple of 64, at least MIN_TILE) whose forward pass, margin included, fits."""
-    side = int(((available - STEP_OVERHEAD) / FORWARD_BYTES_PER_PIXEL) ** 0.5) - 2 * margin \
-        if available > STEP_OVERHEAD else 0
-    return max(MIN_TILE, min(side, longest) // 64 * 64)
+    """The largest square core (at least MIN_TILE) whose forward pass, margin included, fits."""
+    return max(MIN_TILE, _square_side(available, FORWARD_BYTES_PER_PIXEL, margin, longest))
 
 
 def _starts(length: int, side: int) -> tuple[int, list[int]]:
