@@ -6,7 +6,8 @@ Nobody (user, NAS client, another daemon) ever sees a half-written file.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -26,8 +27,20 @@ def fsync_dir(path: Path) -> None:
 
 
 def _write_temp(path: Path, write: Callable[[BinaryIO], None], mode: int | None) -> Path:
+    """A new, fsynced file beside ``path``.
+
+    Created with 0o666 so the process umask applies (mkstemp's 0600 would hide results
+    from share users); ``mode`` overrides it. The temporary name is short and fixed in
+    length, so it fits wherever ``path``'s own name fits.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        tmp = path.parent / f".nstd.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -38,7 +51,7 @@ def _write_temp(path: Path, write: Callable[[BinaryIO], None], mode: int | None)
     except BaseException:
         os.unlink(tmp)
         raise
-    return Path(tmp)
+    return tmp
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
@@ -109,24 +122,32 @@ def move_path(src: Path, dst: Path) -> Path:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    tmp = dst.with_name(f".{dst.name}.moving")
-    if src.is_dir():
-        shutil.copytree(src, tmp)
+    tmp = dst.with_name(f".nstd.{secrets.token_hex(6)}.moving")
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, tmp, symlinks=True)  # a link is copied as a link, never followed
         for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb+") as fh:
-                    os.fsync(fh.fileno())
+            _fsync_regular(f)
     else:
-        shutil.copy2(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        shutil.copy2(src, tmp, follow_symlinks=False)
+        _fsync_regular(tmp)
     os.rename(tmp, dst)
     fsync_dir(dst.parent)
-    if src.is_dir():
+    if src.is_dir() and not src.is_symlink():
         shutil.rmtree(src)
     else:
         src.unlink()
     return dst
+
+
+def _fsync_regular(path: Path) -> None:
+    """fsync a regular file; links and anything else are left alone (never opened)."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def free_name(path: Path) -> Path:

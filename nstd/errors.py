@@ -8,8 +8,6 @@ class NstdError(Exception):
 
     #: Phase name used in reports ("weights", "input", "parameters", ...).
     phase = "nstd"
-    #: Transient errors (out of memory, disk full) are worth retrying later.
-    transient = False
 
 
 class WeightsError(NstdError):
@@ -17,7 +15,14 @@ class WeightsError(NstdError):
 
 
 class ImageError(NstdError):
+    """An image that cannot be used. ``arriving``: the data stops short, so the file may
+    still be being copied; every other image error is certain from the bytes we have."""
+
     phase = "input"
+
+    def __init__(self, message: str, arriving: bool = False) -> None:
+        super().__init__(message)
+        self.arriving = arriving
 
 
 class ParamError(NstdError):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nstd.atomic import write_atomic, write_new
 from nstd.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000
+#: nstd checks the pixel count itself (``max_pixels``, from the header, before decoding);
+#: Pillow's global guess would give a second, different limit and a second message.
+Image.MAX_IMAGE_PIXELS = None
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -33,37 +35,42 @@ class LoadedImage:
 
 
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode fully, apply EXIF orientation, normalise any mode to RGB (+alpha).
-
-    The pixel count is checked from the header before decoding, so a decompression
-    bomb costs nothing. Truncated or corrupt files raise :class:`ImageError`.
-    """
+    """Read and decode a file the user named (the CLI); inbox files go through
+    :func:`nstd.untrusted.read_regular` and :func:`decode_image` instead."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"{path}: cannot read the image ({exc.strerror or exc}).") from exc
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data: bytes, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode fully, apply EXIF orientation, normalise any mode to RGB (+alpha).
+
+    The pixel count is checked from the header before decoding, so a decompression
+    bomb costs nothing. Truncated or corrupt files raise :class:`ImageError`.
+    """
+    if not data:
+        raise ImageError(f"{path.name}: the file is empty; copy the image again.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageError(
-                    f"{path}: {w}×{h} = {w * h:,} pixels is over the limit of {max_pixels:,}; "
-                    "scale the image down or raise limits.input_pixels."
-                )
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({exc}).") from exc
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+        im = Image.open(io.BytesIO(data))
+        w, h = im.size
+    except UnidentifiedImageError:  # no decoder knows the first bytes: certain, not still copying
+        raise ImageError(f"{path.name}: not an image nstd can read. Use PNG, JPEG, WebP or TIFF.") from None
+    except Exception as exc:  # noqa: BLE001 - a header cut short: the copy may still be arriving
+        raise ImageError(f"{path.name}: the image header is truncated or corrupt ({type(exc).__name__}). Copy the "
+                         "file again or re-export it as PNG/JPEG.", arriving=True) from None
+    if w * h > max_pixels:
+        raise ImageError(f"{path.name}: {w}×{h} = {w * h:,} pixels is over the limit of {max_pixels:,}; "
+                         "scale the image down or raise limits.input_pixels.")
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
         raise ImageError(
-            f"{path}: not a readable image, or truncated/corrupt ({type(exc).__name__}: {exc}). "
-            "Copy the file again or re-export it as PNG/JPEG."
-        ) from exc
+            f"{path.name}: the image data is truncated or corrupt ({type(exc).__name__}: {str(exc)[:120]}). "
+            "Copy the file again or re-export it as PNG/JPEG.", arriving=True) from None
     rgb, alpha = _to_rgb(im)
     return LoadedImage(rgb, alpha, str(path), hashlib.sha256(data).hexdigest())
 

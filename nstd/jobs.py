@@ -27,7 +27,8 @@ import yaml
 
 from nstd.atomic import write_bytes_atomic
 from nstd.errors import NstdError, ParamError
-from nstd.images import FORMATS
+from nstd.images import FORMATS, LoadedImage
+from nstd.untrusted import UnsafeInput, is_regular, kind, load_yaml, read_regular, short
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 YAML_EXTS = {".yaml", ".yml"}
@@ -69,15 +70,15 @@ def images_in(folder: Path) -> list[Path]:
         entries = sorted(folder.iterdir())
     except OSError:
         return []
-    return [p for p in entries if p.is_file() and not is_litter(p.name)]
+    return [p for p in entries if is_regular(p) and not is_litter(p.name)]
 
 
 def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
     """Paths a job YAML names (None when it cannot be read as YAML yet)."""
     try:
-        if path.stat().st_size > max_bytes:
-            return []
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(read_regular(path, max_bytes, "job YAML").decode())
+    except UnsafeInput:
+        return []  # complete but refused: the worker fails it with the reason
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     if not isinstance(data, dict):
@@ -104,8 +105,8 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
             entries = sorted(folder.iterdir())
         except OSError:
             return
-        files = [p for p in entries if not is_litter(p.name) and p.is_file()]
-        dirs = [p for p in entries if not is_litter(p.name) and p.is_dir() and not p.is_symlink()]
+        files = [p for p in entries if not is_litter(p.name) and is_regular(p)]
+        dirs = [p for p in entries if not is_litter(p.name) and kind(p) == "dir"]
         for d in dirs:
             names = {p.name.lower() for p in images_in(d)}
             if "job.yaml" in names or any(n.startswith("content.") for n in names):
@@ -116,7 +117,7 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
             refs = _yaml_refs(y, max_yaml_bytes)
             parts = [y] + [folder / r for r in refs or [] if not os.path.isabs(r) and ".." not in Path(r).parts]
-            missing = [p.name for p in parts[1:] if not p.is_file()]
+            missing = [p.name for p in parts[1:] if not is_regular(p)]
             owned.update(parts)
             found.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if p.exists()],
                                    f"waiting for {', '.join(missing)}" if missing else None))
@@ -211,30 +212,30 @@ class JobSpec:
 
 
 def inside(folder: Path, rel: str, what: str, source: str) -> Path:
-    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` and symlinks out."""
+    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` and every symlink."""
     if not isinstance(rel, str) or not rel:
-        raise JobError(f"{source}: '{what}' must be a file name, got {rel!r}.")
+        raise JobError(f"{source}: '{what}' must be a file name, got {short(rel)}.")
     if os.path.isabs(rel) or ".." in Path(rel).parts:
         raise JobError(f"{source}: '{what}: {rel}' leaves the job's folder; name a file beside the job "
                        "(no absolute paths, no '..').")
     path = folder / rel
-    real = path.resolve()
-    if folder.resolve() not in real.parents:
-        raise JobError(f"{source}: '{what}: {rel}' is a symlink pointing outside the job's folder; copy the "
-                       "file in instead.")
-    if not path.is_file():
+    if any(kind(folder / Path(*Path(rel).parts[:i + 1])) == "link" for i in range(len(Path(rel).parts))):
+        raise JobError(f"{source}: '{what}: {rel}' is a symbolic link; nstd never follows links. Copy the "
+                       "file itself in instead.")
+    if not is_regular(path):
         raise JobError(f"{source}: '{what}: {rel}' does not exist in the job's folder.")
     return path
 
 
 def read_job_yaml(path: Path, max_bytes: int) -> dict[str, Any]:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise JobError(f"{path.name}: {size} bytes is over the job YAML limit of {max_bytes} (limits.yaml_bytes).")
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise JobError(f"{path.name}: not valid YAML: {exc}") from None
+        data = load_yaml(read_regular(path, max_bytes, "job YAML (limits.yaml_bytes)").decode())
+    except UnsafeInput as exc:
+        raise JobError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise JobError(f"{path.name}: not valid YAML: the file is not UTF-8 text.") from None
+    except yaml.YAMLError as exc:
+        raise JobError(f"{path.name}: not valid YAML: {str(exc)[:400]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -253,10 +254,10 @@ def parse_styles(value: Any, folder: Path, source: str) -> list[tuple[Path, floa
         if isinstance(item, dict):
             unknown = set(item) - {"path", "weight"}
             if unknown or "path" not in item:
-                raise JobError(f"{source}: each style entry is {{path, weight}}; got keys {sorted(item)}.")
+                raise JobError(f"{source}: each style entry is {{path, weight}}; got keys {short(sorted(map(str, item)))}.")
             weight = item.get("weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-                raise JobError(f"{source}: style weight must be a positive number, got {weight!r}.")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+                raise JobError(f"{source}: style weight must be a positive number, got {short(weight)}.")
             out.append((inside(folder, item["path"], "style", source), float(weight)))
         else:
             out.append((inside(folder, item, "style", source), 1.0))
@@ -266,13 +267,15 @@ def parse_styles(value: Any, folder: Path, source: str) -> list[tuple[Path, floa
 def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> JobSpec:
     """Read a claimed job's inputs (in its work folder) into a :class:`JobSpec`."""
     folder = input_dir / name if form == "folder" else input_dir
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    files = sorted(p for p in folder.iterdir() if is_regular(p))
     yaml_path = folder / "job.yaml" if form == "folder" else None
     if form == "yaml":  # NAME.yaml, or NAME.yml
         yaml_path = next((p for p in files if p.stem == name and p.suffix.lower() in YAML_EXTS), None)
     data: dict[str, Any] = {}
     source = name
-    if yaml_path is not None and yaml_path.is_file():
+    if yaml_path is not None and kind(yaml_path) == "link":
+        raise JobError(f"{yaml_path.name}: is a symbolic link; nstd never follows links. Copy the YAML itself in.")
+    if yaml_path is not None and is_regular(yaml_path):
         data = read_job_yaml(yaml_path, max_yaml_bytes)
         source = yaml_path.name if form != "folder" else f"{name}/job.yaml"
     data = dict(data)
@@ -298,11 +301,23 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
         styles = parse_styles(style_ref, folder, source)
     if output is not None:
         if not isinstance(output, str) or "/" in output or "\\" in output or output.startswith("."):
-            raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {output!r}.")
+            raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {short(output)}.")
         if Path(output).suffix.lower() not in FORMATS:
             raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "
                            f"{', '.join(sorted(FORMATS))}.")
     return JobSpec(name, content, styles, data, output, files)
+
+
+def load_inbox_image(path: Path, limits: Any) -> LoadedImage:
+    """An inbox image: a regular file (never a link), size checked before reading, pixels
+    checked from the header before decoding."""
+    from nstd.images import decode_image
+
+    try:
+        data = read_regular(path, limits.input_bytes, "image (limits.input_bytes)")
+    except UnsafeInput as exc:
+        raise JobError(str(exc)) from None
+    return decode_image(data, path, limits.input_pixels)
 
 
 def check_limits(params: Any, content_size: tuple[int, int], limits: Any, source: str) -> None:

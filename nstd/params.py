@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -30,6 +31,8 @@ class Params:
     content_weight: float = 10.0
     style_weight: float = 40.0
     tv_weight: float = 0.0
+    normalize: bool = False
+    strength: float | None = None
     pooling: str = "avg"
     style_scale: float = 1.0
     # solver
@@ -69,7 +72,8 @@ class Params:
         return {k: d[k] for k in OBJECTIVE_KEYS}
 
 
-OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "pooling", "style_scale")
+OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "normalize",
+                  "strength", "pooling", "style_scale")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
                "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size")
 
@@ -110,24 +114,32 @@ def _number(lo: float | None = None, hi: float | None = None, integer: bool = Fa
             return None
         ok_types = (int,) if integer else (int, float)
         if isinstance(v, bool) or not isinstance(v, ok_types):
-            raise ParamError(f"'{key}' must be {'an integer' if integer else 'a number'}, got {v!r}.")
+            raise ParamError(f"'{key}' must be {'an integer' if integer else 'a number'}, got {_short(v)}.")
+        if not math.isfinite(v):
+            raise ParamError(f"'{key}' must be a finite number, got {v!r}.")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ParamError(f"'{key}' = {v!r} is out of range; allowed: {lo} to {hi if hi is not None else 'any'}.")
         return int(v) if integer else float(v)
     return check
 
 
+def _short(v: Any, limit: int = 60) -> str:
+    """``repr`` of a user's value, cut short: messages never grow with the input."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def _choice(*options: str):
     def check(key: str, v: Any) -> str:
         if v not in options:
-            raise ParamError(f"'{key}' = {v!r} is not allowed; choose one of: {', '.join(options)}.")
+            raise ParamError(f"'{key}' = {_short(v)} is not allowed; choose one of: {', '.join(options)}.")
         return v
     return check
 
 
 def _bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ParamError(f"'{key}' must be true or false, got {v!r}.")
+        raise ParamError(f"'{key}' must be true or false, got {_short(v)}.")
     return v
 
 
@@ -139,7 +151,7 @@ def _layers(key: str, v: Any) -> tuple[tuple[str, float], ...]:
             raise ParamError(f"'{key}' must name at least one layer.")
         v = {name: 1.0 / len(v) for name in v}  # a plain list: equal weights summing to 1
     if not isinstance(v, Mapping) or not v:
-        raise ParamError(f"'{key}' must be a list of layer names or a mapping layer: weight, got {v!r}.")
+        raise ParamError(f"'{key}' must be a list of layer names or a mapping layer: weight, got {_short(v)}.")
     out = []
     for name, weight in v.items():
         if name not in CONV_LAYERS:
@@ -150,7 +162,7 @@ def _layers(key: str, v: Any) -> tuple[tuple[str, float], ...]:
 
 def _scales(key: str, v: Any) -> tuple[float, ...]:
     if not isinstance(v, (list, tuple)) or not v:
-        raise ParamError(f"'{key}' must be a list of fractions ending at 1.0, e.g. [0.5, 1.0]; got {v!r}.")
+        raise ParamError(f"'{key}' must be a list of fractions ending at 1.0, e.g. [0.5, 1.0]; got {_short(v)}.")
     vals = tuple(_number(0.05, 1.0)(key, s) for s in v)
     if list(vals) != sorted(vals) or vals[-1] != 1.0:
         raise ParamError(f"'{key}' must increase and end at 1.0 (coarse to fine), got {list(vals)}.")
@@ -159,7 +171,7 @@ def _scales(key: str, v: Any) -> tuple[float, ...]:
 
 def _init(key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise ParamError(f"'{key}' must be noise, content, style or an image path; got {v!r}.")
+        raise ParamError(f"'{key}' must be noise, content, style or an image path; got {_short(v)}.")
     return v
 
 
@@ -169,6 +181,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "content_weight": _number(0),
     "style_weight": _number(0),
     "tv_weight": _number(0),
+    "normalize": _bool,
+    "strength": _number(0, 1, none_ok=True),
     "pooling": _choice("avg", "max"),
     "style_scale": _number(0.05, 8.0),
     "solver": _choice(*SOLVERS),

@@ -29,7 +29,7 @@ from nstd import jobs, outbox
 from nstd.atomic import write_atomic, write_bytes_atomic
 from nstd.config import Config
 from nstd.errors import ConfigError, ImageError, NstdError
-from nstd.images import encode, load_image
+from nstd.images import encode
 from nstd.notify import Notifier
 from nstd.params import resolve
 
@@ -200,11 +200,13 @@ class Daemon:
         for f in c.files:
             if f.suffix.lower() in jobs.IMAGE_EXTS:
                 try:
-                    load_image(f, self.cfg.limits.input_pixels)
+                    jobs.load_inbox_image(f, self.cfg.limits)
                 except ImageError as exc:
-                    if "over the limit" in str(exc):
-                        return None  # a real, complete file: the worker fails it with this message
+                    if not exc.arriving:
+                        return None  # certain from the bytes: the worker fails it at once with this message
                     return f"{f.name} does not decode yet ({exc})"
+                except jobs.JobError:
+                    return None  # a link, or over the size limit: the worker fails it with the reason
         return None
 
     def scanner(self) -> None:
@@ -345,19 +347,15 @@ class Daemon:
             jl("claimed (form %s, folder %s, waited %.1fs)", form, rel, time.time() - float(meta.get("arrived", 0)))
             spec = jobs.load_spec(name, form, work / "input", cfg.limits.yaml_bytes)
             source = spec.content.parent.name if form == "folder" else name
-            for f in spec.files:
-                if f.stat().st_size > cfg.limits.input_bytes:
-                    raise jobs.JobError(f"{f.name}: {f.stat().st_size:,} bytes is over limits.input_bytes "
-                                        f"({cfg.limits.input_bytes:,}).")
             params = resolve({"preview_every": cfg.output.preview_every, **cfg.defaults, **spec.raw_params},
                              where=f"{source} parameters")
-            content = load_image(spec.content, cfg.limits.input_pixels)
-            styles = [(load_image(p, cfg.limits.input_pixels), w) for p, w in spec.styles]
+            content = jobs.load_inbox_image(spec.content, cfg.limits)
+            styles = [(jobs.load_inbox_image(p, cfg.limits), w) for p, w in spec.styles]
             jobs.check_limits(params, content.size, cfg.limits, source)
             init_image = None
             if params.init not in ("noise", "content", "style"):
-                init_image = load_image(jobs.inside(spec.content.parent, params.init, "init", source),
-                                        cfg.limits.input_pixels)
+                init_image = jobs.load_inbox_image(jobs.inside(spec.content.parent, params.init, "init", source),
+                                                   cfg.limits)
             jl("content %s %dx%d; styles %s", spec.content.name, *content.size,
                ", ".join(f"{p.name} (weight {w:g})" for p, w in spec.styles))
             jl("parameters: preset %s, solver %s, size %s, iterations %d, seed %s", params.preset, params.solver,

@@ -7,7 +7,6 @@ style image's content hash. Jobs reuse all of it; only targets are computed per 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import secrets
@@ -144,18 +143,21 @@ class Engine:
         if key in self._grams:
             self._grams.move_to_end(key)
             return self._grams[key]
-        rgb = resize(style.rgb, width, height)
-        available = memory.budget(self.memory_limit)
-        if memory.forward_bytes(width * height) > available:
-            side = memory.forward_side(available, max(width, height), GRAM_TILE_MARGIN)
-            grams = self._tiled_grams(rgb, layers, pooling, side)
-        else:
-            feats = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
-            grams = [gram(feats[n]).numpy() for n in layers]
+        grams = self.grams_of(resize(style.rgb, width, height), layers, pooling)
         self._grams[key] = grams
         while len(self._grams) > self._gram_cache_size:
             self._grams.popitem(last=False)
         return grams
+
+    def grams_of(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str) -> list[np.ndarray]:
+        """Gram matrices of one image, in tiles when one forward pass would not fit in memory."""
+        h, w = rgb.shape[:2]
+        available = memory.budget(self.memory_limit)
+        if memory.forward_bytes(w * h) > available:
+            side = memory.forward_side(available, max(w, h), GRAM_TILE_MARGIN)
+            return self._tiled_grams(rgb, layers, pooling, side)
+        feats = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
+        return [gram(feats[n]).numpy() for n in layers]
 
     def _tiled_grams(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str, side: int,
                      margin: int = GRAM_TILE_MARGIN) -> list[np.ndarray]:
@@ -194,9 +196,41 @@ class Engine:
             grams = scaled if grams is None else [a + b for a, b in zip(grams, scaled)]
         return grams
 
-    def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params,
+    def loss_weights(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params) -> np.ndarray:
+        """Per-term weights of the step: [content layers…, style layers…, tv].
+
+        Origin objective (``normalize: false``): the raw weights. Normalised objective:
+        each term is divided by its own scale on this pair, measured on the whole content
+        image, so a setting means the same on every pair and size. The content term is a
+        relative feature error, mean((F−P)²)/mean(P²); each style layer's Gram distance
+        is divided by its distance at the content image, ‖G_c − A‖², so every layer reads
+        1 there; TV is relative to the content's own. Then ``strength`` sets the balance.
+        """
+        c_w = [params.content_weight * wt for _, wt in params.content_layers]
+        s_w = [params.style_weight * wt for _, wt in params.style_layers]
+        tv_w = params.tv_weight
+        if params.normalize:
+            c_layers = tuple(n for n, _ in params.content_layers)
+            s_layers = tuple(n for n, _ in params.style_layers)
+            layers = tuple(dict.fromkeys(c_layers + s_layers))
+            own = dict(zip(layers, self.grams_of(c_rgb, layers, params.pooling)))
+            for i, n in enumerate(c_layers):  # mean(P²) = trace(G_c)/C; the step divides by 4
+                c_w[i] *= 4.0 * own[n].shape[0] / max(float(np.trace(own[n])), 1e-12)
+            for j, n in enumerate(s_layers):  # the step divides ‖G − A‖² by 4C²
+                dist = float(np.sum(np.square(own[n].astype(np.float64) - grams[j])))
+                floor = 1e-6 * float(np.sum(np.square(grams[j].astype(np.float64)))) + 1e-12
+                s_w[j] *= 4.0 * own[n].shape[0] ** 2 / max(dist, floor)
+            if tv_w:
+                tv_w /= max(total_variation(c_rgb), 1e-6)
+        return np.asarray(c_w + s_w + [tv_w], np.float32)
+
+    def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params, weights: np.ndarray,
                   margin: tuple[int, int, int, int] = (0, 0, 0, 0)):
-        """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here."""
+        """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here.
+
+        ``weights`` come from :meth:`loss_weights` on the whole image (a tile passes the
+        whole image's, so every tile optimises the same objective).
+        """
         h, w = c_rgb.shape[:2]
         c_layers = tuple(n for n, _ in params.content_layers)
         s_layers = tuple(n for n, _ in params.style_layers)
@@ -204,10 +238,7 @@ class Engine:
         step = self.step_for(h, w, c_layers, s_layers, params.pooling, margin)
         ct = [tf.constant(_crop(c_feats[n], margin, n)) for n in c_layers]
         gt = [tf.constant(g) for g in grams]
-        loss_weights = tf.constant(
-            [params.content_weight * wt for _, wt in params.content_layers]
-            + [params.style_weight * wt for _, wt in params.style_layers]
-            + [params.tv_weight], tf.float32)
+        loss_weights = tf.constant(weights, tf.float32)
 
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
             total, grad, lc, ls, lt = step(tf.constant(xv[None], tf.float32), ct, gt, loss_weights)
@@ -220,7 +251,9 @@ class Engine:
                  params: Params) -> dict[str, float]:
         """The loss parts of ``image`` on ``params``' objective, at ``image``'s size."""
         h, w = image.shape[:2]
-        fg = self.objective(resize(content.rgb, w, h), self.blend_grams(styles, w, h, params), params)
+        c_rgb = resize(content.rgb, w, h)
+        grams = self.blend_grams(styles, w, h, params)
+        fg = self.objective(c_rgb, grams, params, self.loss_weights(c_rgb, grams, params))
         return fg(np.asarray(image, np.float64))[2]
 
     # --- one job -------------------------------------------------------------------
@@ -318,7 +351,8 @@ class Engine:
 
     def _whole(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
                restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
-        solver = make_solver(x0, self.objective(c_rgb, grams, run.params), run.params)
+        fg = self.objective(c_rgb, grams, run.params, self.loss_weights(c_rgb, grams, run.params))
+        solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
         best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
         return best[1], best[2]
@@ -362,6 +396,7 @@ class Engine:
                 for i, (g, n) in enumerate(self._region_sums(x_full[sl], owned, s_layers, params.pooling)):
                     sums[i] += g
                     counts[i] += n
+        weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
         finals = []
@@ -371,10 +406,11 @@ class Engine:
             targets = [((counts[i] * g.astype(np.float64) - (sums[i] - before[i][0])) / before[i][1]).astype(np.float32)
                        for i, g in enumerate(grams)]
             share = before[-1][1] / counts[-1]
-            tile_params = dataclasses.replace(params, style_weight=params.style_weight * share)
+            tile_weights = weights.copy()
+            tile_weights[len(params.content_layers):-1] *= share
             frozen = np.ones(x_full[sl].shape[:2], bool)
             frozen[oy0 - sl[0].start:oy1 - sl[0].start, ox0 - sl[1].start:ox1 - sl[1].start] = False
-            fg = _frozen(self.objective(c_rgb[sl], targets, tile_params, seen), frozen)
+            fg = _frozen(self.objective(c_rgb[sl], targets, params, tile_weights, seen), frozen)
             solver = make_solver(x_full[sl], fg, params)
             best, start = run.begin(solver, x_full[sl], restored if ti == first else None)
             tile_budget = None
@@ -433,6 +469,12 @@ class Engine:
         if init_image is None:
             raise ValueError(f"init {params.init!r} needs init_image")
         return resize(init_image.rgb, w, h)
+
+
+def total_variation(rgb: np.ndarray) -> float:
+    """Mean squared difference of neighbouring pixels (the step's TV, unweighted)."""
+    x = np.asarray(rgb, np.float64)
+    return float((np.sum(np.diff(x, axis=0) ** 2) + np.sum(np.diff(x, axis=1) ** 2)) / x.size)
 
 
 def _owned_origin(layout: list[memory.Tile], ti: int) -> tuple[int, int]:
