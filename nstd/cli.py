@@ -166,15 +166,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             daemons.append(json.loads(f.read_text()))
         except (OSError, ValueError):
             continue
+    from nstd.jobs import daemon_liveness
+
+    for d in daemons:
+        d["alive"], d["liveness"] = daemon_liveness(d, cfg.service.lease_timeout)
+    live = [d for d in daemons if d["alive"]]
     if args.json:
         print(json.dumps({"daemons": daemons}, indent=1))
-        return 0
+        return 0 if live else 3
     if not daemons:
         print(f"no daemon is running for {cfg.paths.inbox} (no status under {folder})")
         return 3
     for d in daemons:
-        age = time.time() - float(d.get("updated", 0))
-        print(f"daemon {d['host']} pid {d['pid']}: {d['state']} on {d.get('device')} (updated {age:.0f}s ago)")
+        if not d["alive"]:
+            print(f"daemon {d.get('host')} pid {d.get('pid')}: NOT RUNNING ({d['liveness']}); last state "
+                  f"{d.get('state')}")
+            continue
+        print(f"daemon {d['host']} pid {d['pid']}: {d['state']} on {d.get('device')} ({d['liveness']})")
         cur = d.get("current")
         if cur:
             print(f"  running: {cur['name']} scale {cur.get('scale', '-')}/{cur.get('scales', '-')} iteration "
@@ -182,11 +190,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"ETA {cur.get('eta', '?')}s")
         for q in d.get("queue", []):
             print(f"  queued:  {q['name']} ({q['form']}{', ' + q['waiting_for'] if q.get('waiting_for') else ''})")
+        for w in d.get("waiting", []):
+            print(f"  waiting: {w['name']}: {w['reason']}")
         for r in d.get("recent_done", [])[-5:]:
             print(f"  done:    {r['name']} → {r['output']}")
         for r in d.get("recent_failed", [])[-5:]:
             print(f"  failed:  {r['name']}: {r['error']}")
-    return 0
+    if not live:
+        print("no live daemon: the status files above are left over from daemons that stopped or crashed")
+    return 0 if live else 3
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

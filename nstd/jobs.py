@@ -76,7 +76,7 @@ def images_in(folder: Path) -> list[Path]:
 def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
     """Paths a job YAML names (None when it cannot be read as YAML yet)."""
     try:
-        data = load_yaml(read_regular(path, max_bytes, "job YAML").decode())
+        data = load_yaml(read_regular(path, max_bytes, "job YAML", "limits.yaml_bytes").decode())
     except UnsafeInput:
         return []  # complete but refused: the worker fails it with the reason
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -86,6 +86,8 @@ def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
     refs = []
     if isinstance(data.get("content"), str):
         refs.append(data["content"])
+    if isinstance(data.get("init"), str) and data["init"] not in ("noise", "content", "style"):
+        refs.append(data["init"])
     style = data.get("style")
     for item in style if isinstance(style, list) else [style]:
         if isinstance(item, str):
@@ -95,8 +97,22 @@ def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
     return refs
 
 
-def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
-    """Every job in ``inbox`` (recursively), complete or still arriving."""
+@dataclass(frozen=True)
+class Refused:
+    """An inbox entry that is no part of any job, and why (shown by ``nstd status``)."""
+
+    path: str  # relative to the inbox
+    reason: str
+
+
+LINK_REASON = "a symbolic link: nstd never follows links; copy the file itself in"
+
+
+def discover(inbox: Path, max_yaml_bytes: int = 65536, refused: list[Refused] | None = None) -> list[Candidate]:
+    """Every job in ``inbox`` (recursively), complete or still arriving.
+
+    Symbolic links are never part of a job; those no job names go to ``refused``.
+    """
     found: list[Candidate] = []
 
     def walk(folder: Path) -> None:
@@ -108,7 +124,7 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
         files = [p for p in entries if not is_litter(p.name) and is_regular(p)]
         dirs = [p for p in entries if not is_litter(p.name) and kind(p) == "dir"]
         for d in dirs:
-            names = {p.name.lower() for p in images_in(d)}
+            names = {p.name.lower() for p in images_in(d)}  # a folder of links alone is no job
             if "job.yaml" in names or any(n.startswith("content.") for n in names):
                 found.append(folder_candidate(d, rel))
             else:
@@ -117,9 +133,10 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
             refs = _yaml_refs(y, max_yaml_bytes)
             parts = [y] + [folder / r for r in refs or [] if not os.path.isabs(r) and ".." not in Path(r).parts]
-            missing = [p.name for p in parts[1:] if not is_regular(p)]
+            # a named link moves with its job, which then fails saying so: never a silent wait
+            missing = [p.name for p in parts[1:] if kind(p) == "missing"]
             owned.update(parts)
-            found.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if p.exists()],
+            found.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if kind(p) != "missing"],
                                    f"waiting for {', '.join(missing)}" if missing else None))
         for c in (p for p in files if p not in owned and ".content." in p.name.lower()):
             name = c.name[: c.name.lower().rindex(".content.")]
@@ -127,6 +144,9 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
                       and p.suffix.lower() in IMAGE_EXTS]
             found.append(Candidate(name, rel, "pair", c, [c] + styles,
                                    None if styles else f"waiting for {name}.style.* beside {c.name}"))
+        if refused is not None:
+            refused.extend(Refused(str(rel / p.name), LINK_REASON) for p in entries
+                           if kind(p) == "link" and p not in owned and not is_litter(p.name))
 
     if inbox.is_dir():
         walk(inbox)
@@ -135,7 +155,10 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536) -> list[Candidate]:
 
 def folder_candidate(d: Path, rel: Path) -> Candidate:
     files = images_in(d)
-    names = [p.name.lower() for p in files]
+    try:  # a link counts as present: it moves with the folder and the job fails saying so
+        names = [p.name.lower() for p in d.iterdir() if kind(p) in ("file", "link") and not is_litter(p.name)]
+    except OSError:
+        names = [p.name.lower() for p in files]
     waiting = None
     if "job.yaml" not in names:
         if not any(n.startswith("content.") for n in names):
@@ -229,7 +252,7 @@ def inside(folder: Path, rel: str, what: str, source: str) -> Path:
 
 def read_job_yaml(path: Path, max_bytes: int) -> dict[str, Any]:
     try:
-        data = load_yaml(read_regular(path, max_bytes, "job YAML (limits.yaml_bytes)").decode())
+        data = load_yaml(read_regular(path, max_bytes, "job YAML", "limits.yaml_bytes").decode())
     except UnsafeInput as exc:
         raise JobError(str(exc)) from None
     except UnicodeDecodeError:
@@ -267,6 +290,10 @@ def parse_styles(value: Any, folder: Path, source: str) -> list[tuple[Path, floa
 def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> JobSpec:
     """Read a claimed job's inputs (in its work folder) into a :class:`JobSpec`."""
     folder = input_dir / name if form == "folder" else input_dir
+    links = sorted(p.name for p in folder.iterdir() if kind(p) == "link" and not is_litter(p.name))
+    if form == "folder" and links:
+        raise JobError(f"{name}/: {short(links)} {'is a symbolic link' if len(links) == 1 else 'are symbolic links'}"
+                       "; nstd never follows links. Copy the files themselves into the folder.")
     files = sorted(p for p in folder.iterdir() if is_regular(p))
     yaml_path = folder / "job.yaml" if form == "folder" else None
     if form == "yaml":  # NAME.yaml, or NAME.yml
@@ -314,7 +341,7 @@ def load_inbox_image(path: Path, limits: Any) -> LoadedImage:
     from nstd.images import decode_image
 
     try:
-        data = read_regular(path, limits.input_bytes, "image (limits.input_bytes)")
+        data = read_regular(path, limits.input_bytes, "image", "limits.input_bytes")
     except UnsafeInput as exc:
         raise JobError(str(exc)) from None
     return decode_image(data, path, limits.input_pixels)
@@ -392,6 +419,23 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def daemon_liveness(status: dict[str, Any], timeout: float) -> tuple[bool, str]:
+    """Is the daemon behind a status file alive? Its own host can check the pid; any host
+    can check how old its last heartbeat is."""
+    try:
+        age = time.time() - float(status.get("updated", 0))
+    except (TypeError, ValueError):
+        return False, "unreadable status"
+    pid = status.get("pid")
+    if status.get("host") == host_name() and isinstance(pid, int) and not pid_alive(pid):
+        return False, f"process {pid} is gone"
+    if status.get("state") == "stopped":
+        return False, "stopped"
+    if age > timeout:
+        return False, f"silent for {age:.0f}s"
+    return True, f"updated {age:.0f}s ago"
 
 
 def lease_is_stale(lease: dict[str, Any], timeout: float, work: Path | None = None) -> bool:

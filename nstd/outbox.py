@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import grp
 import os
+import secrets
 import shutil
 import traceback
 from pathlib import Path
 from typing import Any
 
-from nstd.atomic import free_name, move_path, write_new
+from nstd.atomic import free_name, move_path, write_bytes_atomic, write_new
 from nstd.config import Config
 from nstd.jobs import read_yaml, write_yaml
 from nstd.report import dump
@@ -82,7 +83,7 @@ def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, ph
          parameters: dict[str, Any] | None, versions: dict[str, str], log_text: str) -> Path:
     """Every original input plus error.yaml (and the job log) to failed/<sub>/NAME/."""
     dest = free_name(config.paths.failed / rel / name)
-    tmp = dest.with_name(f".{dest.name}.failing")
+    tmp = dest.with_name(f".nstd.{secrets.token_hex(6)}.failing")  # short: fits beside any name
     tmp.mkdir(parents=True, exist_ok=True)
     meta = read_yaml(work / "meta.yaml")
     for f in _input_files(work):
@@ -104,7 +105,7 @@ def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, ph
     if not user_error:
         error["traceback"] = "".join(traceback.format_exception(exc)).splitlines()
     write_yaml(tmp / "error.yaml", error)
-    (tmp / "job.log").write_text(log_text)
+    write_bytes_atomic(tmp / "job.log", log_text.encode())
     move_path(tmp, dest)
     return dest
 

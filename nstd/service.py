@@ -34,6 +34,8 @@ from nstd.notify import Notifier
 from nstd.params import resolve
 
 log = logging.getLogger("nstd")
+#: Lists in the status file are cut here: its size never grows with the inbox.
+STATUS_LIST_MAX = 100
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Daemon:
         self.work_ready = threading.Event()
         self.lock = threading.Lock()
         self.queue: list[Pending] = []
+        self.waiting: list[dict[str, str]] = []
         self.orphans: list[Path] = []
         self.held: set[Path] = set()
         self.deferred: dict[Path, float] = {}
@@ -149,12 +152,15 @@ class Daemon:
 
     def scan_once(self) -> None:
         cfg = self.cfg
-        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes)
+        refused: list[jobs.Refused] = []
+        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused)
         self.settler.update(candidates)
         pending, unsettled = [], False
+        waiting = [{"name": r.path, "reason": r.reason} for r in refused]
         for c in candidates:
             if not self.settler.settled(c, cfg.watch.settle_seconds):
                 unsettled = True  # still being written
+                waiting.append({"name": str(c.rel / c.name), "reason": "still changing (being copied?)"})
                 continue
             arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c)
             problem = c.waiting_for or self._undecodable(c)
@@ -165,6 +171,7 @@ class Daemon:
                                                    f"(watch.incomplete_timeout) and {problem}"))
             else:
                 unsettled = True  # a stalled copy: count its idle time
+                waiting.append({"name": str(c.rel / c.name), "reason": problem})
         self.unsettled = unsettled
         self.decode_verdicts = {k: v for k, v in self.decode_verdicts.items() if k in self.settler.seen}
         pending.sort(key=lambda p: p.arrived)
@@ -180,6 +187,7 @@ class Daemon:
                 orphans.append(work)
         with self.lock:
             self.queue, self.orphans = pending, orphans
+            self.waiting = waiting[:STATUS_LIST_MAX]
         if pending or orphans:
             self.work_ready.set()
 
@@ -258,10 +266,13 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         with self.lock:
             queue = [{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
-                      "waiting_for": p.candidate.waiting_for, "arrived": p.arrived} for p in self.queue]
+                      "waiting_for": p.candidate.waiting_for, "arrived": p.arrived}
+                     for p in self.queue[:STATUS_LIST_MAX]]
+            waiting = list(self.waiting)
         return {"host": jobs.host_name(), "pid": os.getpid(), "state": self.state, "started": self.started,
                 "updated": time.time(), "device": getattr(self.engine, "device", None), "current": self.current,
-                "queue": queue, "recent_done": list(self.recent_done), "recent_failed": list(self.recent_failed)}
+                "queue": queue, "queue_length": len(self.queue), "waiting": waiting,
+                "recent_done": list(self.recent_done), "recent_failed": list(self.recent_failed)}
 
     def write_status(self) -> None:
         try:

@@ -46,7 +46,7 @@ def is_regular(path: Path) -> bool:
     return kind(path) == "file"
 
 
-def read_regular(path: Path, max_bytes: int, what: str = "file") -> bytes:
+def read_regular(path: Path, max_bytes: int, what: str = "file", limit: str = "the limit") -> bytes:
     """The bytes of a regular file, never through a link, refusing anything over ``max_bytes``.
 
     The size comes from ``fstat`` on the opened descriptor, before reading: a sparse
@@ -65,8 +65,8 @@ def read_regular(path: Path, max_bytes: int, what: str = "file") -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeInput(f"{path.name}: is not a regular file; put the {what} itself in the inbox.")
         if st.st_size > max_bytes:
-            raise UnsafeInput(f"{path.name}: {st.st_size:,} bytes is over the limit of {max_bytes:,} bytes for "
-                              f"a {what}; make it smaller or raise the limit.")
+            raise UnsafeInput(f"{path.name}: {st.st_size:,} bytes is over the limit of {max_bytes:,} bytes "
+                              f"({limit}) for this {what}; make it smaller or raise {limit}.")
         chunks, left = [], max_bytes + 1
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))

@@ -1,0 +1,251 @@
+"""Hostile input on a shared inbox, against the real daemon on real files.
+
+One daemon run per layout takes every hostile job at once, then a good job; each test
+below checks one class of attack. Every class asserts the same three things: nothing from
+outside the inbox appears anywhere the daemon writes, no input is lost, and the daemon is
+still alive and took the next job.
+
+Layouts: ``same-fs`` (failed/ and archive/ beside state/) and ``other-fs`` (failed/ and
+archive/ on a tmpfs, so moves are copies; skipped where the test cannot mount one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import make_image
+from tests.daemon_harness import Daemon, wait_until, write_config
+
+pytestmark = pytest.mark.timeout(300)
+
+SECRET_TEXT = "password-hash: $6$only-root-may-read-this$"
+LONG = "L" * 232
+SPARSE_BYTES = 1_500_000_000
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def can_mount_tmpfs(target: Path) -> bool:
+    target.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(target)],
+                          capture_output=True).returncode == 0
+
+
+def plant_jobs(inbox: Path, outside: Path, sparse_bytes: int) -> dict[str, list[str]]:
+    """Every hostile job, and what each leaves in the inbox or failed/ (its inputs)."""
+    inbox.mkdir(parents=True)
+    secret_png = make_image(outside / "secret.png", (40, 32), seed=99)
+    (outside / "secret.yaml").write_text(f"content: a.png\nstyle: b.png\n{SECRET_TEXT}: [\n")
+    os.chmod(secret_png, 0o600)
+
+    def pair(name: str, content: bool = True, style: bool = True) -> None:
+        if content:
+            make_image(inbox / f"{name}.content.png", seed=1)
+        if style:
+            make_image(inbox / f"{name}.style.png", (36, 36), seed=2)
+
+    # symlinks, in each job form
+    pair("lpair", content=False)
+    os.symlink(secret_png, inbox / "lpair.content.png")
+    pair("spair", style=False)
+    os.symlink(secret_png, inbox / "spair.style.png")
+    folder = inbox / "lfolder"
+    folder.mkdir()
+    make_image(folder / "content.png", seed=1)
+    os.symlink(secret_png, folder / "style.png")
+    yfolder = inbox / "yfolder"
+    yfolder.mkdir()
+    make_image(yfolder / "content.png", seed=1)
+    make_image(yfolder / "style.png", seed=2)
+    os.symlink(outside / "secret.yaml", yfolder / "job.yaml")
+    make_image(inbox / "lyaml-photo.png", seed=1)
+    os.symlink(secret_png, inbox / "lyaml-art.png")
+    (inbox / "lyaml.yaml").write_text("content: lyaml-photo.png\nstyle: lyaml-art.png\n")
+    os.symlink(outside / "secret.yaml", inbox / "syaml.yaml")
+    os.symlink(inbox / "loop.content.png", inbox / "loop.content.png")  # a link to itself
+    os.symlink(outside / "missing.png", inbox / "dangling.style.png")
+    # amplification: aliases used as values
+    make_image(inbox / "bomb-photo.png", seed=1)
+    make_image(inbox / "bomb-art.png", seed=2)
+    (inbox / "bomb.yaml").write_text(
+        "content: bomb-photo.png\nstyle: bomb-art.png\na: &a [x, x, x, x, x, x, x, x, x]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n")
+    # sizes and headers that are certain at once
+    pair("huge", content=False)
+    with open(inbox / "huge.content.png", "wb") as fh:
+        fh.truncate(sparse_bytes)
+    pair("pixels", content=False)
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    (inbox / "pixels.content.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+    pair("empty", content=False)
+    (inbox / "empty.content.png").write_bytes(b"")
+    # values that are not finite
+    make_image(inbox / "nan-photo.png", seed=1)
+    make_image(inbox / "nan-art.png", seed=2)
+    (inbox / "nan.yaml").write_text("content: nan-photo.png\nstyle: nan-art.png\nstyle_weight: .nan\n")
+    # a long name
+    pair(LONG)
+    return {"secret_sha": [sha(secret_png)]}
+
+
+def daemon_writes(root: Path) -> list[Path]:
+    """Every regular file the daemon may have written (the inbox itself excluded)."""
+    out = []
+    for top in ("outbox", "failed", "archive", "state"):
+        for p in (root / top).rglob("*"):
+            if stat.S_ISREG(os.lstat(p).st_mode):
+                out.append(p)
+    return out
+
+
+@pytest.fixture(scope="module", params=["same-fs", "other-fs"])
+def hostile(request, tmp_path_factory, thin_mat):
+    base = tmp_path_factory.mktemp(f"hostile-{request.param}")
+    root, outside = base / "nstd", base / "outside"
+    outside.mkdir()
+    mounts = []
+    if request.param == "other-fs":
+        for sub in ("failed", "archive"):
+            if not can_mount_tmpfs(root / sub):
+                pytest.skip("cannot mount a tmpfs here (needs root): cross-file-system moves not tested")
+            mounts.append(root / sub)
+    sparse = SPARSE_BYTES if request.param == "same-fs" else 50_000_000
+    try:
+        facts = plant_jobs(root / "inbox", outside, sparse)
+        cfg = write_config(root, thin_mat, limits={"size": 256, "input_bytes": 20_000_000},
+                           watch={"incomplete_timeout": 600}, output={"umask": "0002"})
+        started = time.monotonic()
+        with Daemon(cfg) as d:
+            d.wait_log("ready:")
+            failed_names = ["lfolder", "yfolder", "lyaml", "bomb", "huge", "pixels", "empty", "nan"]
+            try:
+                wait_until(lambda: all((root / "failed" / n / "error.yaml").is_file() for n in failed_names), 120)
+            except AssertionError:
+                missing = [n for n in failed_names if not (root / "failed" / n / "error.yaml").is_file()]
+                raise AssertionError(f"no failed/ record for {missing}; daemon log:\n{d.log[-6000:]}") from None
+            wait_until(lambda: (root / "outbox" / f"{LONG}.png").is_file(), 60, "the long-named job's result")
+            make_image(root / "inbox" / "next.content.png", seed=5)
+            make_image(root / "inbox" / "next.style.png", seed=6)
+            wait_until(lambda: (root / "outbox" / "next.report.yaml").is_file(), 60, "the next job")
+            elapsed = time.monotonic() - started
+            status = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)],
+                                    capture_output=True, text=True, timeout=60)
+            assert d.proc.poll() is None, "the daemon died"
+            status_files = [(p.stat().st_size, stat.S_IMODE(p.stat().st_mode))
+                            for p in (root / "state" / "status").glob("*.json")]
+            hwm = vm_hwm_kib(d.proc.pid)
+            assert d.stop() == 0
+            log = d.log
+        yield {"root": root, "outside": outside, "elapsed": elapsed, "log": log, "hwm_kib": hwm,
+               "status": status.stdout + status.stderr, "status_files": status_files, "layout": request.param, **facts}
+    finally:
+        for m in mounts:
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def error_of(root: Path, name: str) -> dict:
+    return yaml.safe_load((root / "failed" / name / "error.yaml").read_text())
+
+
+def test_nothing_from_outside_the_inbox_is_read_copied_or_published(hostile):
+    root = hostile["root"]
+    written = daemon_writes(root)
+    assert written, "the daemon wrote nothing at all"
+    for p in written:
+        data = p.read_bytes()
+        assert hashlib.sha256(data).hexdigest() not in hostile["secret_sha"], f"{p} is a copy of the secret"
+        assert hostile["secret_sha"][0].encode() not in data, f"{p} names the secret's sha256"
+        assert SECRET_TEXT.encode() not in data, f"{p} quotes the secret YAML"
+    assert not list((root / "outbox").glob("lpair*")) and not list((root / "outbox").glob("spair*"))
+
+
+def test_symlinks_fail_or_wait_with_a_reason_and_are_kept_as_links(hostile):
+    root = hostile["root"]
+    for name, file in (("lfolder", "style.png"), ("yfolder", "job.yaml"), ("lyaml", "lyaml-art.png")):
+        err = error_of(root, name)
+        assert "symbolic link" in err["message"], err["message"]
+        assert (file if name == "lyaml" else name) in err["inputs"]  # a folder job keeps its folder
+        kept = root / "failed" / name / (file if name == "lyaml" else f"{name}/{file}")
+        assert os.path.islink(kept), f"{kept} should still be the user's link, not a copy"
+    # a link is never a job part: the pairs' regular halves stay in the inbox, the links too
+    inbox = root / "inbox"
+    for p in ("lpair.style.png", "spair.content.png", "syaml.yaml", "loop.content.png", "dangling.style.png"):
+        assert os.path.lexists(inbox / p), f"{p} was lost"
+    assert "symbolic link" in hostile["status"]
+
+
+def test_alias_amplification_fails_fast_and_small(hostile):
+    root = hostile["root"]
+    err = error_of(root, "bomb")
+    assert "aliases" in err["message"]
+    for p in (root / "failed" / "bomb").rglob("*"):
+        if p.is_file():
+            assert p.stat().st_size < 20_000, f"{p} is {p.stat().st_size} bytes"
+    assert hostile["status_files"] and all(size < 50_000 for size, _ in hostile["status_files"])
+
+
+def test_sizes_are_checked_before_reading(hostile):
+    err = error_of(hostile["root"], "huge")
+    assert "over the limit" in err["message"] and "huge.content.png" in err["message"]
+    if hostile["layout"] == "same-fs":  # the 1.5 GB sparse file was never read into memory
+        assert hostile["hwm_kib"] < 1_200_000, f"daemon peak RSS {hostile['hwm_kib']} KiB"
+        assert (hostile["root"] / "failed" / "huge" / "huge.content.png").stat().st_size == SPARSE_BYTES
+
+
+def test_certain_image_problems_fail_at_once_not_after_the_incomplete_timeout(hostile):
+    root = hostile["root"]
+    assert "900,000,000 pixels is over the limit" in error_of(root, "pixels")["message"]
+    assert "empty" in error_of(root, "empty")["message"]
+    assert hostile["elapsed"] < 300  # incomplete_timeout is 600 s
+
+
+def test_non_finite_parameters_are_refused_when_read_once(hostile):
+    err = error_of(hostile["root"], "nan")
+    assert err["phase"] == "parameters" and "finite" in err["message"]
+    assert "retry" not in "\n".join(line for line in hostile["log"].splitlines() if "nan" in line)
+
+
+def test_long_names_publish_every_output(hostile):
+    out = hostile["root"] / "outbox"
+    for suffix in (".png", ".report.yaml", ".log"):
+        assert (out / f"{LONG}{suffix}").is_file(), suffix
+    report = yaml.safe_load((out / f"{LONG}.report.yaml").read_text())
+    assert report["status"] == "done"
+
+
+def test_results_honour_the_umask_so_share_users_can_read_them(hostile):
+    root = hostile["root"]
+    made = [*(root / "outbox").glob("next*"), root / "failed" / "nan" / "error.yaml",
+            root / "failed" / "nan" / "job.log"]
+    assert len(made) == 5
+    for p in made:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == 0o664, f"{p.name}: {oct(mode)}"
+    assert [mode for _, mode in hostile["status_files"]] == [0o664]  # `nstd status` works for share users
+    assert stat.S_IMODE((root / "failed" / "nan").stat().st_mode) == 0o775
