@@ -61,7 +61,8 @@ def step_speed(weights: VGGWeights, content, style, size: int, repeats: int) -> 
     params = resolve({"preset": "origin", "size": size})
     w, h = fit_size(*content.size, size)
     c = resize(content.rgb, w, h)
-    fg = engine.objective(c, engine.blend_grams([(style, 1.0)], w, h, params), params)
+    grams = engine.blend_grams([(style, 1.0)], w, h, params)
+    fg = engine.objective(c, grams, params, engine.loss_weights(c, grams, params))
     x = c.astype(np.float64)
     fg(x)  # compile
     times = []

@@ -6,6 +6,7 @@ that would make the daemon eat its own output are refused at start-up.
 
 from __future__ import annotations
 
+import grp
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any, Mapping
 import yaml
 
 from nstd.errors import ConfigError, ParamError
-from nstd.params import CHECKS, resolve, unknown_key_error
+from nstd.params import resolve, unknown_key_error
+from nstd.untrusted import short
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,46 @@ TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "servic
 PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
 
 
-def _section(cls: type, raw: Any, where: str) -> Any:
+#: Every number in the config: (integer?, lowest, highest, may be null). One table, used by
+#: ``nstd check`` and by SIGHUP alike, so a config that passes one never breaks the other.
+NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
+    "limits.size": (True, 16, 65536, False),
+    "limits.iterations": (True, 1, 10_000_000, False),
+    "limits.input_pixels": (True, 1, 10**11, False),
+    "limits.input_bytes": (True, 1, 2**50, False),
+    "limits.yaml_bytes": (True, 64, 2**24, False),
+    "limits.memory": (True, 2**26, 2**50, True),
+    "watch.settle_seconds": (False, 0, 86400, False),
+    "watch.rescan_seconds": (False, 1, 86400, False),
+    "watch.poll_interval": (False, 0.1, 3600, False),
+    "watch.incomplete_timeout": (False, 1, 10**7, False),
+    "output.umask": (True, 0, 0o777, False),
+    "output.file_mode": (True, 0, 0o7777, True),
+    "output.preview_every": (True, 0, 10**7, False),
+    "service.checkpoint_every": (True, 0, 10**7, False),
+    "service.heartbeat_seconds": (False, 0.1, 3600, False),
+    "service.lease_timeout": (False, 1, 10**7, False),
+    "service.retries": (True, 0, 100, False),
+    "service.retry_backoff": (False, 0, 86400, False),
+    "service.stop_timeout": (False, 1, 86400, False),
+}
+CHOICES = {"watch.mode": ("auto", "events", "polling"), "output.format": ("png", "jpg", "webp", "tiff")}
+
+
+def _number(name: str, value: Any, where: str) -> Any:
+    integer, lo, hi, nullable = NUMBERS[name]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"{where}: must be {kind}{' or null' if nullable else ''}, got {short(value)}.")
+    if not (lo <= value <= hi) or value != value:
+        shown = (oct(lo), oct(hi)) if name.endswith(("umask", "file_mode")) else (lo, hi)
+        raise ConfigError(f"{where}: {short(value)} is out of range; allowed {shown[0]} to {shown[1]}.")
+    return value
+
+
+def _section(cls: type, raw: Any, where: str, section: str) -> Any:
     if raw is None:
         return cls()
     if not isinstance(raw, Mapping):
@@ -92,30 +133,34 @@ def _section(cls: type, raw: Any, where: str) -> Any:
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(str(unknown_key_error(str(key), list(known), where)))
-        default = known[key].default
+        name, at = f"{section}.{key}", f"{where}.{key}"
         if key == "memory" and isinstance(value, str):
-            value = parse_bytes(value, f"{where}.memory")
+            value = parse_bytes(value, at)
         if key in ("umask", "file_mode") and isinstance(value, str):
             try:
                 value = int(value, 8)
             except ValueError:
-                raise ConfigError(f"{where}.{key}: {value!r} is not an octal mode like '0640'.") from None
-        if key == "mode":
-            if value not in ("auto", "events", "polling"):
-                raise ConfigError(f"{where}.mode: {value!r} is not allowed; choose auto, events or polling.")
-        elif key == "format":
-            if value not in ("png", "jpg", "webp", "tiff"):
-                raise ConfigError(f"{where}.format: {value!r} is not allowed; choose png, jpg, webp or tiff.")
-        elif key == "group":
-            if value is not None and not isinstance(value, str):
-                raise ConfigError(f"{where}.group: must be a group name, got {value!r}.")
-        elif isinstance(default, (int, float)) or key in ("file_mode", "memory"):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ConfigError(f"{where}.{key}: must be a non-negative number, got {value!r}.")
-            if value is None and key not in ("file_mode", "memory"):
-                raise ConfigError(f"{where}.{key}: must be a number, got nothing.")
+                raise ConfigError(f"{at}: {short(value)} is not an octal mode like '0640'.") from None
+        if name in CHOICES:
+            if value not in CHOICES[name]:
+                raise ConfigError(f"{at}: {short(value)} is not allowed; choose {', '.join(CHOICES[name])}.")
+        elif name == "output.group":
+            if value is not None:
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"{at}: must be a group name, got {short(value)}.")
+                try:
+                    grp.getgrnam(value)
+                except KeyError:
+                    raise ConfigError(f"{at}: there is no group {value!r} on this machine; create it or "
+                                      "name an existing one.") from None
+        else:
+            value = _number(name, value, at)
         values[key] = value
-    return cls(**values)
+    section_obj = cls(**values)
+    if section == "service" and section_obj.lease_timeout < 2 * section_obj.heartbeat_seconds:
+        raise ConfigError(f"{where}.lease_timeout ({section_obj.lease_timeout}) must be at least twice "
+                          f"heartbeat_seconds ({section_obj.heartbeat_seconds}), or live jobs would be taken over.")
+    return section_obj
 
 
 def parse_bytes(text: str, where: str) -> int:
@@ -163,6 +208,9 @@ def parse(raw: Any, source: str, base: Path) -> Config:
         raise ConfigError(f"{source}: weights must be 'imagenet' or a file path, got {weights!r}.")
     if weights != "imagenet":
         weights = str((base / os.path.expanduser(weights)).resolve())
+        if not os.path.isfile(weights) or not os.access(weights, os.R_OK):
+            raise ConfigError(f"{source}: weights {weights} is not a readable file; fix the path or its "
+                              "permissions (the service's user must be able to read it).")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise ConfigError(f"{source}: defaults must be a mapping of job parameters.")
@@ -171,7 +219,7 @@ def parse(raw: Any, source: str, base: Path) -> Config:
     except ParamError as exc:
         raise ConfigError(str(exc)) from None
     return Config(paths=paths, weights=weights, defaults=dict(defaults), source=source,
-                  **{k: _section(cls, raw.get(k), f"{source}: {k}") for k, cls in SECTIONS.items()})
+                  **{k: _section(cls, raw.get(k), f"{source}: {k}", k) for k, cls in SECTIONS.items()})
 
 
 def check_paths(p: Paths, source: str) -> None:
@@ -209,6 +257,3 @@ def load(path: str | os.PathLike) -> Config:
 def default_path() -> str:
     return os.environ.get("NSTD_CONFIG", "/etc/nstd/config.yaml")
 
-
-def job_param_keys() -> tuple[str, ...]:
-    return tuple(CHECKS)

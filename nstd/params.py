@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from nstd.engine.weights import CONV_LAYERS
 from nstd.errors import ParamError
+from nstd.untrusted import short
 
 ORIGIN_STYLE_LAYERS = (("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2), ("conv5_1", 0.2))
 
@@ -66,11 +67,6 @@ class Params:
         out["scales"] = list(self.scales)
         return out
 
-    @property
-    def objective(self) -> dict[str, Any]:
-        d = self.as_dict()
-        return {k: d[k] for k in OBJECTIVE_KEYS}
-
 
 OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "normalize",
                   "strength", "pooling", "style_scale")
@@ -93,16 +89,31 @@ SOLVERS: dict[str, dict[str, Any]] = {
                  "clip": True},
 }
 
+#: ``strength`` s → style:content ratio r = STRENGTH_MID · (s / (1 − s))^STRENGTH_SLOPE. On the
+#: normalised objective both picture measures move about linearly in log r from 0.1 to 10
+#: (bench/quality.py), so a logit gives equal-looking steps; s = 0.5 is r = 1.5.
+STRENGTH_MID, STRENGTH_SLOPE = 1.5, 1.2
+
+
+def strength_weights(strength: float) -> tuple[float, float]:
+    """(content_weight, style_weight) on the normalised objective for ``strength`` in [0, 1]."""
+    if strength <= 0.0:
+        return 1.0, 0.0
+    if strength >= 1.0:
+        return 0.0, 1.0
+    r = STRENGTH_MID * (strength / (1.0 - strength)) ** STRENGTH_SLOPE
+    return 1.0 / (1.0 + r), r / (1.0 + r)
+
+
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {"solver": "fast"},
+    # Measured on real VGG-19 weights over several pairs (bench/quality.py, README "Pictures").
+    "default": {"solver": "fast", "normalize": True, "strength": 0.5, "tv_weight": 0.0,
+                "content_layers": {"conv4_2": 1.0}, "style_layers": dict(ORIGIN_STYLE_LAYERS), "pooling": "avg"},
     # The origin project's recipe: its objective, its solver, 400×300-class images.
     "origin": {"solver": "origin", "size": 400, "content_layers": {"conv4_2": 1.0},
                "style_layers": dict(ORIGIN_STYLE_LAYERS), "content_weight": 10.0, "style_weight": 40.0,
-               "tv_weight": 0.0, "pooling": "avg", "style_scale": 1.0},
+               "tv_weight": 0.0, "normalize": False, "strength": None, "pooling": "avg", "style_scale": 1.0},
 }
-
-#: Keys a job may carry that are not engine parameters (handled by the job layer).
-JOB_KEYS = ("content", "style", "output")
 
 
 # --- validation ------------------------------------------------------------------------
@@ -114,7 +125,7 @@ def _number(lo: float | None = None, hi: float | None = None, integer: bool = Fa
             return None
         ok_types = (int,) if integer else (int, float)
         if isinstance(v, bool) or not isinstance(v, ok_types):
-            raise ParamError(f"'{key}' must be {'an integer' if integer else 'a number'}, got {_short(v)}.")
+            raise ParamError(f"'{key}' must be {'an integer' if integer else 'a number'}, got {short(v)}.")
         if not math.isfinite(v):
             raise ParamError(f"'{key}' must be a finite number, got {v!r}.")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -123,23 +134,17 @@ def _number(lo: float | None = None, hi: float | None = None, integer: bool = Fa
     return check
 
 
-def _short(v: Any, limit: int = 60) -> str:
-    """``repr`` of a user's value, cut short: messages never grow with the input."""
-    text = repr(v)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
-
-
 def _choice(*options: str):
     def check(key: str, v: Any) -> str:
         if v not in options:
-            raise ParamError(f"'{key}' = {_short(v)} is not allowed; choose one of: {', '.join(options)}.")
+            raise ParamError(f"'{key}' = {short(v)} is not allowed; choose one of: {', '.join(options)}.")
         return v
     return check
 
 
 def _bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
-        raise ParamError(f"'{key}' must be true or false, got {_short(v)}.")
+        raise ParamError(f"'{key}' must be true or false, got {short(v)}.")
     return v
 
 
@@ -151,7 +156,7 @@ def _layers(key: str, v: Any) -> tuple[tuple[str, float], ...]:
             raise ParamError(f"'{key}' must name at least one layer.")
         v = {name: 1.0 / len(v) for name in v}  # a plain list: equal weights summing to 1
     if not isinstance(v, Mapping) or not v:
-        raise ParamError(f"'{key}' must be a list of layer names or a mapping layer: weight, got {_short(v)}.")
+        raise ParamError(f"'{key}' must be a list of layer names or a mapping layer: weight, got {short(v)}.")
     out = []
     for name, weight in v.items():
         if name not in CONV_LAYERS:
@@ -162,7 +167,7 @@ def _layers(key: str, v: Any) -> tuple[tuple[str, float], ...]:
 
 def _scales(key: str, v: Any) -> tuple[float, ...]:
     if not isinstance(v, (list, tuple)) or not v:
-        raise ParamError(f"'{key}' must be a list of fractions ending at 1.0, e.g. [0.5, 1.0]; got {_short(v)}.")
+        raise ParamError(f"'{key}' must be a list of fractions ending at 1.0, e.g. [0.5, 1.0]; got {short(v)}.")
     vals = tuple(_number(0.05, 1.0)(key, s) for s in v)
     if list(vals) != sorted(vals) or vals[-1] != 1.0:
         raise ParamError(f"'{key}' must increase and end at 1.0 (coarse to fine), got {list(vals)}.")
@@ -171,7 +176,7 @@ def _scales(key: str, v: Any) -> tuple[float, ...]:
 
 def _init(key: str, v: Any) -> str:
     if not isinstance(v, str) or not v:
-        raise ParamError(f"'{key}' must be noise, content, style or an image path; got {_short(v)}.")
+        raise ParamError(f"'{key}' must be noise, content, style or an image path; got {short(v)}.")
     return v
 
 
@@ -226,8 +231,19 @@ def resolve(raw: Mapping[str, Any], where: str = "parameters", extra_keys: tuple
         solver = CHECKS["solver"]("solver", raw.get("solver", preset.pop("solver", "fast")))
         preset.pop("solver", None)
         merged: dict[str, Any] = {**preset, **SOLVERS[solver], "solver": solver, "preset": preset_name}
+        explicit_weights = [k for k in ("content_weight", "style_weight") if k in raw]
+        if explicit_weights and raw.get("strength") is not None:
+            raise ParamError(f"give either 'strength' or {' and '.join(map(repr, explicit_weights))}, not both: "
+                             "strength sets the content and style weights.")
+        if explicit_weights:
+            merged["strength"] = None  # the preset's strength gives way to the user's own weights
         merged.update({k: v for k, v in raw.items() if k in CHECKS})
         values = {k: CHECKS[k](k, v) for k, v in merged.items()}
+        if values.get("strength") is not None:
+            if not values.get("normalize"):
+                raise ParamError("'strength' needs the normalised objective (normalize: true, as in preset "
+                                 "default); with preset origin set content_weight and style_weight instead.")
+            values["content_weight"], values["style_weight"] = strength_weights(values["strength"])
     except ParamError as exc:
         raise ParamError(f"{where}: {exc}") from None
     return Params(**values)

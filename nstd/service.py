@@ -88,6 +88,8 @@ class Daemon:
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.stopping = threading.Event()
+        self.stop_signal = 0  # set by the signal handler; logged by note_stop()
+        self._stop_logged = False
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
         self.work_ready = threading.Event()
@@ -109,7 +111,7 @@ class Daemon:
         self.scanner_beat = time.monotonic()
         self.engine: Any = None
         self.weights: Any = None
-        self.observer: Any = None
+        self.inbox_watch: Any = None  # nstd.watch.InboxWatch, from run()
         self.status_path = cfg.paths.state / "status" / f"{jobs.safe_name(jobs.host_name())}-{os.getpid()}.json"
         self._last_status_send = 0.0
 
@@ -227,6 +229,8 @@ class Daemon:
             woken = self.wake.wait(timeout=min(self.cfg.watch.settle_seconds / 2, 1.0) if self.unsettled else 1.0)
             self.wake.clear()
             self.scanner_beat = time.monotonic()
+            if self.inbox_watch is not None:
+                self.inbox_watch.check()
             if not (woken or self.unsettled or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
                 continue
             last_full = time.monotonic()
@@ -256,7 +260,8 @@ class Daemon:
     def alive(self, stall: float) -> bool:
         """True only while every part is making progress: the systemd watchdog's question."""
         now = time.monotonic()
-        observer_ok = self.observer is None or self.observer.is_alive()
+        observer = self.inbox_watch.observer if self.inbox_watch is not None else None
+        observer_ok = observer is None or observer.is_alive()
         scanner_ok = now - self.scanner_beat < max(stall, self.cfg.watch.rescan_seconds + 30)
         worker_ok = now - self.worker_beat < max(stall, 60.0)
         return observer_ok and scanner_ok and worker_ok
@@ -316,7 +321,7 @@ class Daemon:
         return None
 
     def run_forever(self) -> None:
-        while not self.stopping.is_set():
+        while not self.note_stop():
             self.worker_beat = time.monotonic()
             if self.reload_requested.is_set():
                 self.reload()
@@ -423,7 +428,7 @@ class Daemon:
             result = self.engine.stylize(content, styles, params, init_image=init_image, progress=progress,
                                          checkpoint=save, checkpoint_every=cfg.service.checkpoint_every,
                                          resume=resume, preview=preview,
-                                         should_stop=self.stopping.is_set)
+                                         should_stop=self.note_stop)
         except Interrupted as exc:
             jl("stopping: %s; checkpoint saved, the job resumes on the next start", exc)
             jobs.heartbeat(work, released=True)
@@ -507,19 +512,36 @@ class Daemon:
     # --- signals and reload ------------------------------------------------------------------
 
     def on_signal(self, signum: int, _frame: Any) -> None:
+        """Only sets flags: logging or I/O here could deadlock with the interrupted code."""
         if signum == signal.SIGHUP:
             self.reload_requested.set()
             self.work_ready.set()
             return
-        if not self.stopping.is_set():
-            log.info("received %s: finishing the current step, saving a checkpoint, then exiting",
-                     signal.Signals(signum).name)
+        self.stop_signal = self.stop_signal or signum
         self.stopping.set()
         self.work_ready.set()
         self.wake.set()
 
+    def note_stop(self) -> bool:
+        """True once a stop was asked for; says so in the log the first time (outside the handler)."""
+        if not self.stopping.is_set():
+            return False
+        if self.stop_signal and not self._stop_logged:
+            self._stop_logged = True
+            log.info("received %s: finishing the current step, saving a checkpoint, then exiting",
+                     signal.Signals(self.stop_signal).name)
+        return True
+
     def reload(self) -> None:
+        """Apply a changed config; any failure keeps the running config, never the daemon's life."""
         self.reload_requested.clear()
+        try:
+            self._reload()
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
+            log.error("config reload failed, still running on the previous config: %s", exc)
+            self.notifier.send("READY=1", "STATUS=config reload failed; running on the previous config")
+
+    def _reload(self) -> None:
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             new = config_mod.load(self.config_path) if self.config_path else self.cfg
@@ -536,22 +558,22 @@ class Daemon:
             log.warning("config reloaded, but %s changes need a restart; keeping the running ones", " and ".join(kept))
             new = Config(paths=self.cfg.paths, weights=self.cfg.weights, defaults=new.defaults, limits=new.limits,
                          watch=new.watch, output=new.output, service=new.service, source=new.source)
-        self.cfg = new
         os.umask(new.output.umask)
+        self.cfg = new
         log.info("config reloaded from %s", self.config_path)
         self.notifier.send("READY=1", "STATUS=config reloaded")
 
     # --- main -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        from nstd.watch import start_observer
+        from nstd.watch import InboxWatch
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.on_signal)
         self.prepare()
         self.load_engine()
-        self.observer, _ = start_observer(self.cfg.paths.inbox, self.cfg.watch.mode, self.cfg.watch.poll_interval,
-                                          self.wake)
+        self.inbox_watch = InboxWatch(self.cfg.paths.inbox, self.cfg.watch.mode, self.cfg.watch.poll_interval,
+                                      self.wake)
         self.scan_once()  # everything already waiting, before we say ready
         threads = [threading.Thread(target=self.scanner, name="nstd-scanner", daemon=True),
                    threading.Thread(target=self.heartbeat, name="nstd-heartbeat", daemon=True)]
@@ -571,9 +593,8 @@ class Daemon:
                     jobs.heartbeat(work, released=True)
             self.stopping.set()
             self.wake.set()
-            if self.observer is not None:
-                self.observer.stop()
-                self.observer.join(timeout=5)
+            if self.inbox_watch is not None:
+                self.inbox_watch.stop()
             for t in threads:
                 t.join(timeout=5)
             try:

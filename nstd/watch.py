@@ -59,22 +59,84 @@ def choose_mode(path: Path, mode: str) -> tuple[str, str]:
 
 
 class Wake(FileSystemEventHandler):
-    """Any change under the watched folder sets ``event``; scanning happens elsewhere."""
+    """Any change under the watched folder sets ``event``; scanning happens elsewhere.
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    The folder's own deletion sets ``lost`` too: its watch is dead from then on.
+    """
+
+    def __init__(self, event: threading.Event, root: str, lost: threading.Event | None = None) -> None:
+        self.event, self.root, self.lost = event, root, lost
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in ("opened", "closed_no_write"):
-            self.event.set()
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if self.lost is not None and event.event_type == "deleted" and os.fsdecode(event.src_path) == self.root:
+            self.lost.set()
+        self.event.set()
 
 
-def start_observer(path: Path, mode: str, poll_interval: float, wake: threading.Event) -> tuple[BaseObserver, str]:
+def start_observer(path: Path, mode: str, poll_interval: float, wake: threading.Event,
+                   lost: threading.Event | None = None) -> tuple[BaseObserver, str]:
     chosen, why = choose_mode(path, mode)
     observer = PollingObserver(timeout=poll_interval) if chosen == "polling" else Observer()
-    observer.schedule(Wake(wake), str(path), recursive=True)
+    observer.schedule(Wake(wake, str(path), lost), str(path), recursive=True)
     observer.daemon = True
     observer.start()
     log.info("watching %s with %s (%s)", path, "polling every %gs" % poll_interval if chosen == "polling"
              else "native events", why)
     return observer, chosen
+
+
+class InboxWatch:
+    """The observer for one inbox, re-armed when the folder is deleted and made again.
+
+    inotify watches an inode, and a recreated folder may even get the same inode number,
+    so the watch is known lost when the folder was seen missing, its own deletion event
+    arrived, or its identity changed; :meth:`check` re-arms it once the folder is back.
+    """
+
+    def __init__(self, path: Path, mode: str, poll_interval: float, wake: threading.Event) -> None:
+        self.path, self.mode, self.poll_interval, self.wake = path, mode, poll_interval, wake
+        self.observer: BaseObserver | None = None
+        self.identity: tuple[int, int] | None = None
+        self.lost = threading.Event()
+        self.missing_logged = False
+        self._arm()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _arm(self) -> None:
+        self.lost.clear()
+        self.identity = self._stat()
+        if self.identity is None:
+            self.lost.set()
+            return
+        self.observer, _ = start_observer(self.path, self.mode, self.poll_interval, self.wake, self.lost)
+
+    def check(self) -> None:
+        """Call every second or so; cheap (one stat)."""
+        now = self._stat()
+        if now is None:
+            self.lost.set()
+            if not self.missing_logged:
+                log.warning("the inbox %s is gone; jobs are picked up again once it is back", self.path)
+                self.missing_logged = True
+            return
+        if now == self.identity and not self.lost.is_set():
+            return
+        log.warning("the inbox %s was deleted and made again; watching it again", self.path)
+        self.stop()
+        self.missing_logged = False
+        self._arm()
+        self.wake.set()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None

@@ -30,11 +30,18 @@ def test_example_config_is_valid():
     ({"paths": {"state": "inbox"}}, "are the same folder"),
     ({"watch": {"setle_seconds": 3}}, "Did you mean 'settle_seconds'"),
     ({"defaults": {"pooling": "median"}}, "'pooling' = 'median' is not allowed"),
-    ({"watch": {"mode": "inotify"}}, "choose auto, events or polling"),
+    ({"watch": {"mode": "inotify"}}, "choose auto, events, polling"),
     ({"colour": "blue"}, "unknown key 'colour'"),
+    ({"output": {"umask": 1.5}}, "output.umask: must be a whole number"),
+    ({"output": {"umask": "0999"}}, "not an octal mode"),
+    ({"service": {"heartbeat_seconds": 0}}, "heartbeat_seconds: 0 is out of range"),
+    ({"service": {"lease_timeout": 1, "heartbeat_seconds": 1}}, "at least twice heartbeat_seconds"),
+    ({"output": {"group": "no-such-group-here"}}, "there is no group 'no-such-group-here'"),
+    ({"limits": {"size": float("nan")}}, "limits.size: must be a whole number"),
+    ({"weights": "/nonexistent/vgg19.h5"}, "is not a readable file"),
 ])
 def test_check_refuses_unsafe_or_misspelt_configs(tmp_path, thin_mat, change, needle):
-    cfg = write_config(tmp_path, thin_mat, **change)
+    cfg = write_config(tmp_path, change.pop("weights", thin_mat), **change)
     run = nstd("check", "--config", str(cfg))
     assert run.returncode == 1 and needle in run.stderr and "config.yaml" in run.stderr, run.stderr
 

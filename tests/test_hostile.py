@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -249,3 +251,59 @@ def test_results_honour_the_umask_so_share_users_can_read_them(hostile):
         assert mode == 0o664, f"{p.name}: {oct(mode)}"
     assert [mode for _, mode in hostile["status_files"]] == [0o664]  # `nstd status` works for share users
     assert stat.S_IMODE((root / "failed" / "nan").stat().st_mode) == 0o775
+
+
+# --- the daemon's own state: reloads, crashes, a vanished inbox ---------------------------
+
+
+def test_reload_with_a_bad_typed_config_keeps_the_old_one_running(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    cfg = write_config(root, thin_mat)
+    with Daemon(cfg) as d:
+        d.wait_log("ready:")
+        good = cfg.read_text()
+        for bad in ({"output": {"umask": 1.5}}, {"service": {"heartbeat_seconds": 0}}):
+            write_config(root, thin_mat, **bad)
+            d.send(signal.SIGHUP)
+            d.wait_log("config reload failed")
+            assert d.proc.poll() is None
+        cfg.write_text(good)
+        make_image(root / "inbox" / "after.content.png", seed=1)
+        make_image(root / "inbox" / "after.style.png", seed=2)
+        wait_until(lambda: (root / "outbox" / "after.report.yaml").is_file(), 60, "a job after the bad reloads")
+        assert d.stop() == 0
+    assert stat.S_IMODE((root / "outbox" / "after.png").stat().st_mode) == 0o664  # the old umask still applies
+
+
+def test_status_after_kill9_says_the_daemon_is_gone(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    cfg = write_config(root, thin_mat)
+    with Daemon(cfg) as d:
+        d.wait_log("ready:")
+        wait_until(lambda: list((root / "state" / "status").glob("*.json")), 30, "a status file")
+        alive = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)],
+                               capture_output=True, text=True, timeout=60)
+        assert alive.returncode == 0 and "ready" in alive.stdout, alive.stdout
+        d.kill()
+    dead = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert dead.returncode == 3, dead.stdout
+    assert "NOT RUNNING" in dead.stdout and "is gone" in dead.stdout
+    assert "no live daemon" in dead.stdout
+
+
+def test_a_deleted_and_recreated_inbox_is_watched_again(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    # a long rescan: only a re-armed watch can see the new job in time
+    cfg = write_config(root, thin_mat, watch={"rescan_seconds": 600})
+    with Daemon(cfg) as d:
+        d.wait_log("ready:")
+        inbox = root / "inbox"
+        shutil.rmtree(inbox)
+        d.wait_log("is gone")
+        inbox.mkdir()
+        d.wait_log("watching it again")
+        make_image(inbox / "back.content.png", seed=1)
+        make_image(inbox / "back.style.png", seed=2)
+        wait_until(lambda: (root / "outbox" / "back.report.yaml").is_file(), 30, "a job in the recreated inbox")
+        assert d.stop() == 0

@@ -8,10 +8,42 @@ from nstd.errors import ParamError
 from nstd.params import SOLVERS, parse_set, resolve
 
 
-def test_defaults_are_the_fast_solver_on_the_origin_objective():
+def test_default_is_the_fast_solver_on_the_normalised_objective_at_strength_one_half():
     p = resolve({})
     assert p.solver == "fast" and p.optimizer == "lbfgs" and p.init == "content"
-    assert p.content_weight == 10 and p.style_weight == 40 and p.pooling == "avg"
+    assert p.normalize and p.strength == 0.5 and p.pooling == "avg"
+    assert (p.content_weight, p.style_weight) == pytest.approx((1 / 2.5, 1.5 / 2.5))
+
+
+def test_strength_runs_from_content_alone_to_style_alone_monotonically():
+    ratios = []
+    for s in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0):
+        p = resolve({"strength": s})
+        assert p.content_weight + p.style_weight == pytest.approx(1.0)
+        ratios.append(p.style_weight)
+    assert ratios[0] == 0.0 and ratios[-1] == 1.0
+    assert all(a < b for a, b in zip(ratios, ratios[1:]))
+
+
+def test_own_weights_replace_the_presets_strength_but_not_a_given_one():
+    p = resolve({"style_weight": 3.0})
+    assert p.strength is None and p.style_weight == 3.0 and p.normalize
+    with pytest.raises(ParamError, match="either 'strength' or 'style_weight'"):
+        resolve({"strength": 0.4, "style_weight": 3.0})
+    with pytest.raises(ParamError, match="normalised objective"):
+        resolve({"preset": "origin", "strength": 0.4})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ParamError, match="finite"):
+        resolve({"style_weight": value})
+
+
+def test_messages_quote_at_most_a_short_piece_of_a_huge_value():
+    with pytest.raises(ParamError) as err:
+        resolve({"pooling": "x" * 1_000_000})
+    assert len(str(err.value)) < 400 and "1,000,002 characters" in str(err.value)
 
 
 def test_origin_preset_is_the_origin_recipe():

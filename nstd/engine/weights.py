@@ -114,11 +114,18 @@ def load_weights(spec: str | os.PathLike, *, hash_file: bool = True) -> VGGWeigh
 
 
 def imagenet_path() -> Path:
-    """The Keras no-top VGG-19 file: from the Keras cache, else downloaded (hash-checked)."""
+    """The Keras no-top VGG-19 file: a local copy if there is one, else downloaded (hash-checked).
+
+    Local copies, in order: the Keras cache, ``$NSTD_WEIGHTS_DIR``, and ``shared/weights/``
+    beside a source checkout (where this project's machines keep it, with no download host).
+    """
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / KERAS_NOTOP_NAME
-    if cached.is_file():
-        return cached
+    folders = [cached.parent, *([Path(os.environ["NSTD_WEIGHTS_DIR"])] if os.environ.get("NSTD_WEIGHTS_DIR") else []),
+               Path(__file__).resolve().parents[3] / "shared" / "weights"]
+    for folder in folders:
+        if (folder / KERAS_NOTOP_NAME).is_file():
+            return folder / KERAS_NOTOP_NAME
     url = os.environ.get("NSTD_IMAGENET_URL", KERAS_NOTOP_URL)
     try:
         from keras.utils import get_file
