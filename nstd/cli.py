@@ -34,7 +34,7 @@ class ProgressLine:
         self.last = now
         tile = f"  tile {p.tile}/{p.tiles}" if p.tiles else ""
         line = (f"scale {p.scale}/{p.scales}{tile}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
-                f"(content {p.content:.3g}, style {p.style:.3g}, tv {p.tv:.3g})  {p.elapsed:.1f}s  ETA {p.eta:.0f}s")
+                f"(content {p.content:.3g}, style {p.style:.3g}, tv {p.tv:.3g})  {p.elapsed:.1f}s  {p.eta_text}")
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if final else ""))
         else:
@@ -57,8 +57,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in FORMATS:
         raise ParamError(f"-o {out}: extension {out.suffix or '(none)'} is not supported; use one of "
                          f"{', '.join(sorted(FORMATS))}.")
+    _check_output(out, [Path(args.content), *map(Path, args.styles)], args.force)
     raw: dict[str, Any] = {}
-    for key in ("preset", "size", "iterations", "seed"):
+    for key in ("preset", "size", "iterations", "seed", "strength"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     raw.update(parse_set(args.set or []))
@@ -86,6 +87,22 @@ def cmd_stylize(args: argparse.Namespace) -> int:
           f"{result.final['loss']:.4g}, {result.iterations} iterations, stopped by {result.stopped_by})",
           file=sys.stderr)
     return 0
+
+
+def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
+    """Before hours of work: the output must not be an input, nor exist (without --force),
+    and its folder must be writable."""
+    report = out.with_name(out.stem + ".report.yaml")
+    for path in (out, report):
+        if any(path.exists() and i.exists() and os.path.samefile(path, i) for i in inputs):
+            raise NstdError(f"-o {out}: {path} is one of the inputs; choose another output name.")
+        if path.exists() and not force:
+            raise NstdError(f"-o {out}: {path} already exists; choose another name or add --force to replace it.")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise NstdError(f"-o {out}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NstdError(f"-o {out}: cannot write into {folder} (permission denied).")
 
 
 def cmd_weights_convert(args: argparse.Namespace) -> int:
@@ -261,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output image (.png .jpg .webp .tiff)")
     s.add_argument("--weights", default="imagenet", help="imagenet (default), or a .mat/.h5/.npz path")
     s.add_argument("--size", type=int, help="longest side of the output in pixels")
-    s.add_argument("--iterations", type=int)
+    s.add_argument("--iterations", type=int, help="iterations at full size; each coarser scale adds "
+                                                  "coarse_iterations (default 20), and the report counts all")
+    s.add_argument("--strength", type=float, help="0 (the content) to 1 (the style); default 0.5")
+    s.add_argument("--force", action="store_true", help="replace OUT and its report if they exist")
     s.add_argument("--seed", type=int)
     s.add_argument("--preset", help="default | origin")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="any job parameter (repeatable)")
@@ -310,8 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except NstdError as exc:
-        print(f"nstd: error: {exc}", file=sys.stderr)
+    except NstdError as exc:  # the one place where errors become exit codes
+        from nstd.logs import on_journal
+
+        print(f"{'<3>' if on_journal() else ''}nstd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nstd: interrupted", file=sys.stderr)

@@ -29,6 +29,7 @@ from nstd import jobs, outbox
 from nstd.atomic import write_atomic, write_bytes_atomic
 from nstd.config import Config
 from nstd.errors import ConfigError, ImageError, NstdError
+from nstd.logs import JournalFormatter, on_journal
 from nstd.images import encode
 from nstd.notify import Notifier
 from nstd.params import resolve
@@ -55,11 +56,12 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def setup_logging() -> None:
-    """One line per event on stderr; journald adds its own timestamps."""
-    fmt = "%(levelname)s %(message)s" if os.environ.get("JOURNAL_STREAM") else \
-        "%(asctime)s %(levelname)s %(message)s"
+    """One line per event on stderr; under journald with priorities and no timestamps."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
+    if on_journal():
+        handler.setFormatter(JournalFormatter("%(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("nstd")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -407,16 +409,16 @@ class Daemon:
             self.current = {"name": jl.name, "scale": p.scale, "scales": p.scales, "tile": p.tile, "tiles": p.tiles,
                             "iteration": p.iteration,
                             "iterations": p.iterations, "loss": p.loss, "elapsed": round(p.elapsed, 1),
-                            "eta": round(p.eta, 1)}
+                            "eta": None if p.eta is None else round(p.eta, 1)}
             tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
             self.set_status_line(f"{jl.name}: scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/{p.iterations} "
-                                 f"loss {p.loss:.4g} ETA {p.eta:.0f}s")
+                                 f"loss {p.loss:.4g} {p.eta_text}")
             now = time.monotonic()
             if now - last_log[0] >= 10 or p.iteration == p.iterations:
                 last_log[0] = now
-                jl("scale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed %.0fs ETA %.0fs",
+                jl("scale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed %.0fs %s",
                    p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv, p.elapsed,
-                   p.eta)
+                   p.eta_text)
 
         def preview(image: Any, iteration: int) -> None:
             write_atomic(outbox.preview_path(cfg, name, rel),

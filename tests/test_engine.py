@@ -38,7 +38,8 @@ def test_engine_loss_equals_independent_reference(engine, thin_net, pair):
 def test_stylize_lowers_loss_and_reports(engine, pair):
     content, style = pair
     seen = []
-    result = engine.stylize(content, [(style, 1.0)], small(size=64, iterations=10, coarse_iterations=10), progress=seen.append)
+    p = small(preset="origin", solver="fast", size=64, iterations=10, coarse_iterations=10)
+    result = engine.stylize(content, [(style, 1.0)], p, progress=seen.append)
     assert result.final["loss"] < result.initial["loss"] / 10
     assert result.shapes == [(32, 32), (64, 64)] and result.image.shape == (64, 64, 3)
     assert result.iterations == 20
@@ -46,6 +47,10 @@ def test_stylize_lowers_loss_and_reports(engine, pair):
     assert tiny.shapes == [(32, 32)]  # a 16 px scale carries no style: skipped
     its = [(p.scale, p.iteration) for p in seen]
     assert its == sorted(its) and seen[-1].eta == pytest.approx(0, abs=1e-6)
+    # the first step compiles: no ETA from it, then one from steady steps only
+    assert seen[0].eta is None and seen[0].eta_text == "ETA ?"
+    steady = [p.eta for p in seen[1:10]]
+    assert all(e is not None and e >= 0 for e in steady)
 
 
 def test_same_seed_same_image_other_seed_differs(engine, pair):
@@ -106,15 +111,31 @@ def test_cached_style_grams_equal_fresh_ones(engine, pair, thin_mat):
         assert np.array_equal(a, b)
 
 
-def test_style_blend_equals_averaged_grams(engine, pair, tmp_path):
+def test_style_blend_has_the_gradient_of_the_weighted_per_style_losses(engine, pair, tmp_path):
     content, style = pair
     other = load_image(make_image(tmp_path / "s2.png", (32, 32), seed=9))
-    image = np.full((32, 32, 3), 120.0, np.float32)
-    p = small()
-    both = engine.evaluate(image, content, [(style, 3.0), (other, 1.0)], p)["style"]
-    one = engine.evaluate(image, content, [(style, 1.0)], p)["style"]
-    two = engine.evaluate(image, content, [(other, 1.0)], p)["style"]
-    assert both != one and both != two and min(one, two) * 0.0 <= both <= max(one, two)
+    image = np.random.default_rng(4).uniform(60, 200, (32, 32, 3))
+    p = small(preset="origin", size=32)
+
+    def gradient(styles):
+        grams = engine.blend_grams(styles, 32, 32, p)
+        c = resize(content.rgb, 32, 32)
+        return engine.objective(c, grams, p, engine.loss_weights(c, grams, p))(image)[1]
+
+    both = gradient([(style, 3.0), (other, 1.0)])
+    one, two = gradient([(style, 1.0)]), gradient([(other, 1.0)])
+    assert not np.allclose(one, two)
+    np.testing.assert_allclose(both, 0.75 * one + 0.25 * two, rtol=1e-3, atol=1e-3 * np.abs(both).max())
+
+
+@pytest.mark.parametrize("seed", [2, 9])
+def test_normalised_objective_reads_zero_content_and_the_style_weight_at_the_content(engine, pair, tmp_path, seed):
+    content, _ = pair
+    style = load_image(make_image(tmp_path / "s.png", (40, 40), seed=seed))
+    p = small(strength=0.5)
+    parts = engine.evaluate(resize(content.rgb, 32, 32), content, [(style, 1.0)], p)
+    assert parts["content"] == pytest.approx(0, abs=1e-6)
+    assert parts["style"] == pytest.approx(p.style_weight, rel=1e-3)  # every layer reads 1 there, on any pair
 
 
 def test_alpha_is_reapplied_and_colours_preserved(engine, tmp_path):

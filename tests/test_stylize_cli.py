@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import shared_seed
+from tests.conftest import make_image, shared_seed
 from tests.reference import load_rgb, origin_loss
 from tests.weightfiles import random_network, write_mat
 
@@ -63,3 +63,25 @@ def test_stylize_rejects_bad_input_without_traceback(tmp_path, thin_mat):
     run = subprocess.run([sys.executable, "-m", "nstd", "stylize", "a.png", "b.png", "-o", str(tmp_path / "o.png"),
                           "--set", "iteratons=3"], capture_output=True, text=True)
     assert run.returncode == 2 and "Did you mean 'iterations'" in run.stderr
+
+
+def test_stylize_refuses_to_overwrite_before_any_work(tmp_path, thin_mat):
+    content = make_image(tmp_path / "c.png", seed=1)
+    style = make_image(tmp_path / "s.png", seed=2)
+    (tmp_path / "taken.png").write_bytes(b"keep me")
+
+    def run(out: str, *extra: str):
+        return subprocess.run([sys.executable, "-m", "nstd", "stylize", str(content), str(style), "-o", out,
+                               "--weights", str(thin_mat), "--size", "32", "--iterations", "2", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    taken = run(str(tmp_path / "taken.png"))
+    assert taken.returncode == 2 and "already exists" in taken.stderr and "--force" in taken.stderr
+    assert (tmp_path / "taken.png").read_bytes() == b"keep me" and "weights" not in taken.stderr
+    own = run(str(content), "--force")
+    assert own.returncode == 2 and "is one of the inputs" in own.stderr
+    nowhere = run(str(tmp_path / "no" / "such" / "folder" / "o.png"))
+    assert nowhere.returncode == 2 and "does not exist" in nowhere.stderr
+    forced = run(str(tmp_path / "taken.png"), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "taken.png").read_bytes() != b"keep me"

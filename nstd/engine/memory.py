@@ -34,10 +34,14 @@ def forward_bytes(pixels: int) -> int:
     return STEP_OVERHEAD + pixels * FORWARD_BYTES_PER_PIXEL
 
 
-def machine_memory() -> int:
-    """Physical memory, or the cgroup's limit when the service runs under one (systemd MemoryMax)."""
+def machine_memory(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Physical memory, or the tightest limit on this process's cgroup and its parents.
+
+    Under systemd the service's ``MemoryMax=`` is on its own cgroup
+    (``/sys/fs/cgroup/system.slice/nstd.service/memory.max``), not on the root.
+    """
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    for path in cgroup_limit_files(proc_cgroup, cgroup_root):
         try:
             text = open(path).read().strip()
         except OSError:
@@ -45,6 +49,24 @@ def machine_memory() -> int:
         if text.isdigit():
             total = min(total, int(text))
     return total
+
+
+def cgroup_limit_files(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> list[str]:
+    """memory.max of our cgroup v2 and every ancestor, plus the v1 limit file."""
+    files = [os.path.join(cgroup_root, "memory", "memory.limit_in_bytes")]
+    try:
+        lines = open(proc_cgroup).read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        hier, _, path = line.partition("::")
+        if hier == "0" and path.startswith("/"):  # the v2 unified hierarchy
+            parts = [p for p in path.split("/") if p]
+            for i in range(len(parts), -1, -1):
+                files.append(os.path.join(cgroup_root, *parts[:i], "memory.max"))
+    if not any(f.endswith("memory.max") for f in files):
+        files.append(os.path.join(cgroup_root, "memory.max"))
+    return files
 
 
 def rss() -> int:

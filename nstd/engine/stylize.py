@@ -45,9 +45,13 @@ class Progress:
     style: float
     tv: float
     elapsed: float
-    eta: float
+    eta: float | None  # seconds left, from steady steps only; None until one was timed
     tile: int = 0  # 1-based tile number when the scale is tiled, else 0
     tiles: int = 0
+
+    @property
+    def eta_text(self) -> str:
+        return "ETA ?" if self.eta is None else f"ETA {self.eta:.0f}s"
 
 
 @dataclass
@@ -531,6 +535,8 @@ class _Run:
     preview: Callable[[np.ndarray, int], None] | None
     stopped_by: str = "iterations"
     notes: list[str] = field(default_factory=list)
+    steady_seconds: float = 0.0  # time of steps that traced nothing, and the work they did:
+    steady_work: float = 0.0  # the ETA's rate (a first step includes compiling; 100x too slow)
     timings: dict[str, float] = field(default_factory=lambda: {"targets": 0.0, "first_step": 0.0, "optimize": 0.0})
 
     def elapsed(self) -> float:
@@ -575,6 +581,9 @@ class _Run:
             t_step = time.monotonic()
             self.timings.setdefault("first_iteration_start", t_step - self.t_start + self.elapsed_before)
             f, parts, xe = solver.step()
+            if it != start:
+                self.steady_seconds += time.monotonic() - t_step
+                self.steady_work += self.work[si] / (n * max(tiles, 1))
             if it == start:
                 self.timings["first_step"] += time.monotonic() - t_step  # includes tracing a new shape
                 if solver.first is not None and solver.first["loss"] < best[0]:
@@ -591,8 +600,8 @@ class _Run:
             if self.progress is not None:
                 fraction = ((tile - 1) * n + it) / (tiles * n) if tiles else it / n
                 done = sum(self.work[:si]) + self.work[si] * fraction
-                eta = elapsed / max(done, 1e-9) * (sum(self.work) - done)
-                if self.params.time_limit is not None:
+                eta = (sum(self.work) - done) * self.steady_seconds / self.steady_work if self.steady_work else None
+                if self.params.time_limit is not None and eta is not None:
                     eta = min(eta, max(0.0, self.params.time_limit - elapsed))
                 self.progress(Progress(si + 1, len(self.its), it, n, parts["loss"], parts["content"],
                                        parts["style"], parts["tv"], elapsed, eta, tile if tiles else 0, tiles))

@@ -1,0 +1,58 @@
+"""Pictures on the real ImageNet VGG-19 weights, judged by measures that are not the loss.
+
+Skipped where the shared weights or images are absent. Small sizes keep this to seconds;
+bench/quality.py judges the same things at 512 px on contact sheets.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nstd.images import load_image, resize
+from nstd.metrics import Judge
+from nstd.params import resolve
+from tests.conftest import SHARED
+
+pytestmark = pytest.mark.timeout(600)
+REAL_WEIGHTS = SHARED.parent / "weights" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+@pytest.fixture(scope="module")
+def real_engine():
+    if not REAL_WEIGHTS.is_file():
+        pytest.skip(f"real VGG-19 weights not found at {REAL_WEIGHTS}")
+    from nstd.engine import Engine, load_weights
+
+    return Engine(load_weights(REAL_WEIGHTS))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    content, style = SHARED / "images" / "tubingen.jpg", SHARED / "images" / "starry_night.jpg"
+    if not (content.is_file() and style.is_file()):
+        pytest.skip(f"shared images not found under {SHARED}")
+    return load_image(content), load_image(style)
+
+
+def run(engine, pair, **raw):
+    content, style = pair
+    params = resolve({"size": 96, "seed": 1, "iterations": 40, "coarse_iterations": 10, **raw})
+    image = engine.stylize(content, [(style, 1.0)], params).image
+    h, w = image.shape[:2]
+    return image, Judge(engine, resize(content.rgb, w, h), resize(style.rgb, w, h))(image)
+
+
+def test_raising_strength_raises_style_match_and_lowers_content_preservation(real_engine, pair):
+    scores = [run(real_engine, pair, strength=s)[1] for s in (0.2, 0.5, 0.8)]
+    print([s.as_dict() for s in scores])
+    styles, contents = [s.style for s in scores], [s.content for s in scores]
+    assert styles[0] < styles[1] < styles[2], styles
+    assert contents[0] > contents[1] > contents[2], contents
+    # the knob's ends are far apart: a visible range, not a flat stretch
+    assert styles[2] - styles[0] > 0.2 and contents[0] - contents[2] > 0.1
+
+
+def test_the_default_keeps_the_content_and_shows_the_style(real_engine, pair):
+    _, default = run(real_engine, pair)
+    assert default.content > 0.6, default  # the houses stay recognisable
+    assert default.style > 0.35, default  # and the painting is plain to see
