@@ -380,6 +380,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class ClaimRefused(JobError):
+    """A job this daemon can never claim as it is; nothing was moved and nothing is left behind."""
+
+
 def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
     """Move ``c``'s files into a new work folder; None if another daemon was faster.
 
@@ -401,6 +405,12 @@ def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
     except FileNotFoundError:
         shutil.rmtree(work, ignore_errors=True)
         return None
+    except PermissionError:  # e.g. another user's folder: renaming a folder needs write permission on it
+        shutil.rmtree(work, ignore_errors=True)
+        what = "folder" if c.form == "folder" else "file"
+        raise ClaimRefused(f"{c.primary.name}: cannot take this job: the daemon's user may not move the {what} "
+                           f"(permission denied). Its owner can make it group-writable for the daemon's group "
+                           f"(chmod g+w), or copy the job in again. The inputs stay where they are.") from None
     if c.form != "folder":
         for p in c.files:
             if p != c.primary:

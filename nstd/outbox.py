@@ -65,14 +65,22 @@ def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes,
     return done
 
 
-def archive_inputs(work: Path, config: Config, name: str, rel: str) -> Path | None:
-    """Originals to archive/<sub>/NAME/ (or deleted when configured); returns where."""
-    files = _input_files(work)
+def archive_target(config: Config, name: str, rel: str) -> Path | None:
+    """Where a finished job's originals will go (None: deleted), decided before its report is written."""
     if config.paths.delete_originals or config.paths.archive is None:
-        for f in files:
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
         return None
-    dest = free_name(config.paths.archive / rel / name)
+    return free_name(config.paths.archive / rel / name)
+
+
+def archive_inputs(work: Path, config: Config, name: str, rel: str, dest: Path | None) -> Path | None:
+    """Originals to ``dest`` (from :func:`archive_target`), or deleted; returns where."""
+    files = _input_files(work)
+    if dest is None:
+        for f in files:
+            shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+        return None
+    if dest.exists():  # taken since it was chosen (another daemon): the next free name
+        dest = free_name(dest)
     dest.mkdir(parents=True)
     for f in files:
         move_path(f, dest / f.name)
@@ -107,6 +115,19 @@ def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, ph
     write_yaml(tmp / "error.yaml", error)
     write_bytes_atomic(tmp / "job.log", log_text.encode())
     move_path(tmp, dest)
+    return dest
+
+
+def refused(config: Config, name: str, rel: str, exc: BaseException, files: list[Path]) -> Path:
+    """failed/<sub>/NAME/error.yaml for a job that could not be claimed; its inputs stay in the inbox."""
+    dest = free_name(config.paths.failed / rel / name)
+    tmp = dest.with_name(f".nstd.{secrets.token_hex(6)}.failing")
+    tmp.mkdir(parents=True)
+    write_yaml(tmp / "error.yaml", {
+        "job": name, "phase": "claim", "error": type(exc).__name__, "message": str(exc),
+        "what_to_do": "let the daemon's user move the files (chmod g+w for its group), or copy the job in again",
+        "inputs": [], "inputs_stay_in": [str(p) for p in files[:50]], "inbox_folder": rel})
+    os.rename(tmp, dest)
     return dest
 
 

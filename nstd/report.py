@@ -52,7 +52,7 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
             "content": {"path": content.path, "sha256": content.sha256, "size": list(content.size)},
             "styles": [{"path": s.path, "sha256": s.sha256, "size": list(s.size), "weight": w} for s, w in styles],
         },
-        "parameters": params.as_dict(),
+        "parameters": {**params.as_dict(), **({"seed": result.seed} if result else {})},
         "seed": result.seed if result else params.seed,
         "losses": {"start": result.initial, "end": result.final, "history": history} if result else {},
         "iterations": iters,
@@ -69,6 +69,23 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
         **extra,
     }
     return _plain(report)
+
+
+def relocate_inputs(report: dict[str, Any], old: Path, new: Path | None) -> dict[str, Any]:
+    """Input paths under ``old`` (the work folder, gone after the job) as they will be under
+    ``new`` (the archive), or marked deleted when originals are not kept."""
+    def moved(path: str) -> str:
+        try:
+            rel = Path(path).relative_to(old)
+        except ValueError:
+            return path
+        return str(new / rel) if new is not None else f"(deleted after success: {rel})"
+
+    inputs = report["inputs"]
+    inputs["content"]["path"] = moved(inputs["content"]["path"])
+    for s in inputs["styles"]:
+        s["path"] = moved(s["path"])
+    return report
 
 
 def dump(report: dict[str, Any]) -> bytes:

@@ -98,6 +98,7 @@ class Daemon:
         self.lock = threading.Lock()
         self.queue: list[Pending] = []
         self.waiting: list[dict[str, str]] = []
+        self.refused: dict[str, tuple] = {}  # candidate key -> signature when its claim was refused
         self.orphans: list[Path] = []
         self.held: set[Path] = set()
         self.deferred: dict[Path, float] = {}
@@ -167,6 +168,14 @@ class Daemon:
                 waiting.append({"name": str(c.rel / c.name), "reason": "still changing (being copied?)"})
                 continue
             arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c)
+            with self.lock:
+                refused_sig = self.refused.get(c.key)
+                if refused_sig is not None and refused_sig != self.settler.seen[c.key].sig:
+                    del self.refused[c.key]  # changed since: try again
+                    refused_sig = None
+            if refused_sig is not None:
+                waiting.append({"name": str(c.rel / c.name), "reason": "cannot be claimed (see failed/)"})
+                continue
             problem = c.waiting_for or self._undecodable(c)
             if problem is None:
                 pending.append(Pending(c, arrived))
@@ -312,7 +321,11 @@ class Daemon:
                          jobs.read_yaml(new / "meta.yaml").get("name"), work.name)
                 return new
         for p in queue:
-            work = jobs.claim(p.candidate, self.work_root, p.arrived)
+            try:
+                work = jobs.claim(p.candidate, self.work_root, p.arrived)
+            except jobs.ClaimRefused as exc:
+                self.refuse(p.candidate, exc)
+                work = None
             with self.lock:
                 if p in self.queue:
                     self.queue.remove(p)
@@ -321,6 +334,20 @@ class Daemon:
                     jobs.write_yaml(work / "expired.yaml", {"reason": p.expired})
                 return work
         return None
+
+    def refuse(self, c: jobs.Candidate, exc: jobs.ClaimRefused) -> None:
+        """A job that cannot be claimed fails once, with its reason, inputs untouched in the inbox;
+        it is tried again only when its files change."""
+        seen = self.settler.seen.get(c.key)
+        with self.lock:
+            self.refused[c.key] = seen.sig if seen is not None else ()
+        rel, name = str(c.rel), c.name
+        log.error("job=%s cannot be claimed: %s", name, exc)
+        try:
+            dest = outbox.refused(self.cfg, name, rel, exc, c.files)
+            self.recent_failed.append({"name": name, "error": str(exc), "where": str(dest), "at": time.time()})
+        except OSError as err:
+            log.error("job=%s: could not write its error record either (%s)", name, err)
 
     def run_forever(self) -> None:
         while not self.note_stop():
@@ -348,7 +375,7 @@ class Daemon:
 
     def process(self, work: Path) -> None:
         from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
-        from nstd.report import job_report
+        from nstd.report import job_report, relocate_inputs
 
         cfg = self.cfg
         meta = jobs.read_yaml(work / "meta.yaml")
@@ -465,14 +492,19 @@ class Daemon:
         )
         jl("finished: %d iterations in %.1fs (%s), loss %.4g → %.4g", result.iterations, result.timings["total"],
            result.stopped_by, result.initial["loss"], result.final["loss"])
-        published = outbox.publish(work, cfg, out_name, rel, image_bytes, ext, report, jl.text())
-        meta["published"] = published
+        target = outbox.archive_target(cfg, name, rel)
+        meta["archive_to"] = str(target) if target is not None else None
+        jobs.write_yaml(work / "meta.yaml", meta)
+        relocate_inputs(report, work / "input", target)
+        outbox.publish(work, cfg, out_name, rel, image_bytes, ext, report, jl.text())
         self.finish(work, meta, jl)
 
     def finish(self, work: Path, meta: dict[str, Any], jl: JobLog) -> None:
         """After publishing: originals to the archive, work folder gone. Safe to repeat."""
         published = jobs.read_yaml(work / "published.yaml")
-        where = outbox.archive_inputs(work, self.cfg, meta.get("name", "job"), meta.get("rel", "."))
+        name, rel = meta.get("name", "job"), meta.get("rel", ".")
+        target = meta["archive_to"] if "archive_to" in meta else outbox.archive_target(self.cfg, name, rel)
+        where = outbox.archive_inputs(work, self.cfg, name, rel, None if target is None else Path(target))
         outbox.preview_path(self.cfg, meta.get("name", "job"), meta.get("rel", ".")).unlink(missing_ok=True)
         log.info("job=%s done: %s%s", jl.name, published.get("image"),
                  f"; originals in {where}" if where else "; originals deleted")

@@ -55,13 +55,14 @@ class Daemon:
 
     count = 0
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> None:
+        """``prefix``: e.g. ``["setpriv", "--reuid=nobody", …]`` to run the daemon as another user."""
         Daemon.count += 1
         self.config = config
         self.log_path = config.parent / f"daemon-{Daemon.count}.log"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.log_file = open(self.log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "nstd", "run", "--config", str(config)],
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable, "-m", "nstd", "run", "--config", str(config)],
                                      stdout=self.log_file, stderr=subprocess.STDOUT, env=full_env, cwd=REPO)
 
     @property

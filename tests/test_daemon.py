@@ -66,6 +66,9 @@ def test_every_job_form_and_subfolders_come_out_with_report_and_log(root, thin_m
     assert len(report["inputs"]["content"]["sha256"]) == 64 and report["weights"]["sha256"]
     assert report["timings"]["queue_wait"] >= 0 and report["timings"]["seconds_per_iteration"] > 0
     assert report["job"]["form"] == "folder" and report["device"] == "CPU"
+    assert report["parameters"]["seed"] == report["seed"] == 1
+    content_path = Path(report["inputs"]["content"]["path"])  # where the input is now, not a gone work folder
+    assert content_path == root / "archive" / "viafolder" / "viafolder" / "content.png" and content_path.is_file()
     log = (out / "pair.log").read_text()
     assert "claimed" in log and "finished" in log and "iteration" in log
     # originals archived, litter left alone, nothing failed, no temp files anywhere

@@ -307,3 +307,52 @@ def test_a_deleted_and_recreated_inbox_is_watched_again(tmp_path, thin_mat):
         make_image(inbox / "back.style.png", seed=2)
         wait_until(lambda: (root / "outbox" / "back.report.yaml").is_file(), 30, "a job in the recreated inbox")
         assert d.stop() == 0
+
+
+def test_another_users_folder_fails_once_with_its_reason_and_leaves_nothing_behind(thin_mat):
+    import pwd
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the daemon as another user (nobody)")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+    base = Path(tempfile.mkdtemp(prefix="nstd-other-user-"))
+    try:
+        os.chmod(base, 0o755)
+        root = base / "nstd"
+        weights = base / "thin.mat"
+        shutil.copy(thin_mat, weights)
+        os.chmod(weights, 0o644)
+        cfg = write_config(root, weights)
+        os.chmod(cfg, 0o644)
+        for sub in ("", "inbox", "outbox", "failed", "archive", "state"):
+            (root / sub).mkdir(exist_ok=True)
+            os.chown(root / sub, nobody.pw_uid, nobody.pw_gid)
+        theirs = root / "inbox" / "theirs"  # made by root, 0755: the daemon's user may not rename it
+        theirs.mkdir()
+        make_image(theirs / "content.png", seed=1)
+        make_image(theirs / "style.png", seed=2)
+        before = {p.name: sha(p) for p in theirs.iterdir()}
+        prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        with Daemon(cfg, prefix=prefix) as d:
+            d.wait_log("ready:")
+            wait_until(lambda: (root / "failed" / "theirs" / "error.yaml").is_file(), 60, "the refused job's record")
+            time.sleep(4)  # several scans and claim attempts later…
+            failed = sorted(p.name for p in (root / "failed").iterdir())
+            assert failed == ["theirs"], failed  # …it failed once
+            err = error_of(root, "theirs")
+            assert err["phase"] == "claim" and "permission denied" in err["message"]
+            assert {p.name: sha(p) for p in theirs.iterdir()} == before  # inputs untouched
+            assert not [p for p in (root / "state" / "work").iterdir()], "a failed claim left a work folder"
+            make_image(root / "inbox" / "mine.content.png", seed=3)
+            make_image(root / "inbox" / "mine.style.png", seed=4)
+            for p in (root / "inbox").glob("mine.*"):
+                os.chown(p, nobody.pw_uid, nobody.pw_gid)
+            wait_until(lambda: (root / "outbox" / "mine.report.yaml").is_file(), 60, "the next job")
+            assert d.stop() == 0
+        assert "cannot be claimed" in d.log
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

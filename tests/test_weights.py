@@ -113,8 +113,12 @@ def test_non_weight_file_and_missing_path(tmp_path):
 
 
 def test_imagenet_uses_keras_cache_and_explains_when_missing(tmp_path, monkeypatch, thin_net):
+    import nstd.engine.weights as weights_mod
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("NSTD_IMAGENET_URL", "http://127.0.0.1:9/unreachable.h5")
+    monkeypatch.delenv("NSTD_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(weights_mod, "CHECKOUT_WEIGHTS", tmp_path / "no-shared")
     with pytest.raises(WeightsError) as err:
         load_weights("imagenet")
     msg = str(err.value)
@@ -141,3 +145,17 @@ def test_cli_convert_and_info(tmp_path, files):
 def test_full_width_network_is_recognised(tmp_path):
     w = load_weights(write_mat(tmp_path / "full.mat", random_network(0)))
     assert w.standard_widths and w.kernels["conv5_4"].shape == (3, 3, 512, 512)
+
+
+def test_imagenet_finds_a_local_copy_before_downloading(tmp_path, monkeypatch, thin_net):
+    import nstd.engine.weights as weights_mod
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("NSTD_IMAGENET_URL", "http://127.0.0.1:9/unreachable.h5")
+    monkeypatch.setattr(weights_mod, "CHECKOUT_WEIGHTS", tmp_path / "shared" / "weights")
+    write_h5((tmp_path / "shared" / "weights").mkdir(parents=True) or tmp_path / "shared" / "weights" / KERAS_NOTOP_NAME,
+             thin_net)
+    assert weights_mod.imagenet_path() == tmp_path / "shared" / "weights" / KERAS_NOTOP_NAME
+    monkeypatch.setenv("NSTD_WEIGHTS_DIR", str(tmp_path / "mine"))
+    write_h5((tmp_path / "mine").mkdir() or tmp_path / "mine" / KERAS_NOTOP_NAME, thin_net)
+    assert weights_mod.imagenet_path() == tmp_path / "mine" / KERAS_NOTOP_NAME  # before the checkout's

@@ -113,6 +113,10 @@ def load_weights(spec: str | os.PathLike, *, hash_file: bool = True) -> VGGWeigh
     return weights
 
 
+#: Where this project's machines keep the Keras file: ``shared/weights/`` beside the checkout.
+CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
+
+
 def imagenet_path() -> Path:
     """The Keras no-top VGG-19 file: a local copy if there is one, else downloaded (hash-checked).
 
@@ -122,7 +126,7 @@ def imagenet_path() -> Path:
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     cached = keras_home / "models" / KERAS_NOTOP_NAME
     folders = [cached.parent, *([Path(os.environ["NSTD_WEIGHTS_DIR"])] if os.environ.get("NSTD_WEIGHTS_DIR") else []),
-               Path(__file__).resolve().parents[3] / "shared" / "weights"]
+               CHECKOUT_WEIGHTS]
     for folder in folders:
         if (folder / KERAS_NOTOP_NAME).is_file():
             return folder / KERAS_NOTOP_NAME
