@@ -26,6 +26,13 @@ def _input_files(work: Path) -> list[Path]:
     return sorted((work / "input").iterdir()) if (work / "input").is_dir() else []
 
 
+def has_inputs(work: Path) -> bool:
+    try:
+        return any((work / "input").iterdir())
+    except OSError:
+        return False
+
+
 def apply_output_mode(path: Path, config: Config) -> None:
     """File mode and group for shares where other users must read the results."""
     if config.output.file_mode is not None:

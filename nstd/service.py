@@ -368,7 +368,12 @@ class Daemon:
             try:
                 self.process(work)
             except Exception as exc:  # noqa: BLE001 - never a dead daemon
-                self.internal_error(work, exc)
+                try:
+                    self.internal_error(work, exc)
+                except Exception:  # noqa: BLE001 - e.g. the disk is full: even the error record can't be written
+                    log.exception("job=%s: could not record the error (disk full?); it stays in %s and is tried "
+                                  "again in %.0fs", work.name, work, self.cfg.service.retry_backoff)
+                    self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
             finally:
                 if not (work in self.deferred or (work.exists() and self.stopping.is_set())):
                     self.held.discard(work)
@@ -385,6 +390,11 @@ class Daemon:
         try:
             if (work / "published.yaml").exists():
                 self.finish(work, meta, jl)
+                return
+            if not outbox.has_inputs(work):  # already moved to failed/ by an earlier try: nothing left to do
+                log.warning("job=%s: its work folder %s holds no inputs any more; removing it", name, work.name)
+                shutil.rmtree(work, ignore_errors=True)
+                self.held.discard(work)
                 return
             expired = jobs.read_yaml(work / "expired.yaml").get("reason")
             if expired:
@@ -519,12 +529,16 @@ class Daemon:
         jl("FAILED in %s: %s", phase, exc, level=logging.ERROR)
         dest = outbox.fail(work, self.cfg, name, rel, exc, phase, params.as_dict() if params else None, versions(),
                            jl.text())
-        outbox.preview_path(self.cfg, name, rel).unlink(missing_ok=True)
-        log.error("job=%s failed; inputs and error.yaml are in %s", jl.name, dest)
-        self.recent_failed.append({"name": jl.name, "error": str(exc), "where": str(dest), "at": time.time()})
+        # the inputs are safe in failed/ now: nothing after this may fail the failure
         shutil.rmtree(work, ignore_errors=True)
         self.held.discard(work)
         self.current = None
+        log.error("job=%s failed; inputs and error.yaml are in %s", jl.name, dest)
+        self.recent_failed.append({"name": jl.name, "error": str(exc), "where": str(dest), "at": time.time()})
+        try:
+            outbox.preview_path(self.cfg, name, rel).unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("job=%s: could not remove its preview (%s)", jl.name, err)
         self.write_status()
 
     def internal_error(self, work: Path, exc: BaseException) -> None:
@@ -541,7 +555,9 @@ class Daemon:
         try:
             self.fail(work, name, rel, exc, "internal", None, JobLog(work / "job.log", name))
         except Exception:  # noqa: BLE001
-            log.exception("job=%s could not be moved to failed/; its inputs stay in %s", name, work)
+            where = work / "input" if outbox.has_inputs(work) else self.cfg.paths.failed
+            log.exception("job=%s could not be moved to failed/ completely; its inputs are in %s", name, where)
+            self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
 
     # --- signals and reload ------------------------------------------------------------------
 

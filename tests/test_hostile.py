@@ -356,3 +356,40 @@ def test_another_users_folder_fails_once_with_its_reason_and_leaves_nothing_behi
         assert "cannot be claimed" in d.log
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_disk_full_mid_job_never_kills_the_daemon_and_the_job_finishes_once(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    if not can_mount_tmpfs(root):
+        pytest.skip("cannot mount a tmpfs here (needs root): disk-full not tested")
+    try:
+        shutil.copy(thin_mat, tmp_path / "thin.mat")
+        cfg = write_config(tmp_path / "cfg", tmp_path / "thin.mat",
+                           paths={k: str(root / k) for k in ("inbox", "outbox", "failed", "archive", "state")},
+                           defaults={"size": 48, "iterations": 300, "coarse_iterations": 2, "seed": 1},
+                           service={"checkpoint_every": 2, "retries": 5, "retry_backoff": 1})
+        with Daemon(cfg) as d:
+            d.wait_log("ready:")
+            make_image(root / "inbox" / "full.content.png", seed=1)
+            make_image(root / "inbox" / "full.style.png", seed=2)
+            d.wait_log("iteration")
+            filler = root / "filler"
+            with open(filler, "wb") as fh:  # every write fails from here: checkpoints, meta, outputs
+                try:
+                    while True:
+                        fh.write(b"\0" * 65536)
+                        fh.flush()
+                except OSError:
+                    pass
+            time.sleep(6)
+            assert d.proc.poll() is None, f"the daemon died on a full disk:\n{d.log[-3000:]}"
+            filler.unlink()
+            wait_until(lambda: (root / "outbox" / "full.report.yaml").is_file(), 120, "the job after space came back")
+            assert d.proc.poll() is None
+            assert d.stop() == 0
+        assert sorted(p.name for p in (root / "outbox").glob("full*")) == ["full.log", "full.png", "full.report.yaml"]
+        assert sorted(p.name for p in (root / "archive" / "full").iterdir()) == ["full.content.png", "full.style.png"]
+        assert not list((root / "failed").iterdir())
+        assert "No space left" in d.log
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
