@@ -59,6 +59,7 @@ class Candidate:
     primary: Path  # renamed first to claim it
     files: list[Path]  # everything that belongs to it (absolute, in the inbox)
     waiting_for: str | None = None  # why it is not complete yet
+    shared: frozenset[Path] = frozenset()  # parts another job in the inbox names too: copied, not moved
 
     @property
     def key(self) -> str:
@@ -130,14 +131,19 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536, refused: list[Refused] | 
             else:
                 walk(d)
         owned: set[Path] = set()
+        yaml_jobs: list[Candidate] = []
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
             refs = _yaml_refs(y, max_yaml_bytes)
             parts = [y] + [folder / r for r in refs or [] if not os.path.isabs(r) and ".." not in Path(r).parts]
             # a named link moves with its job, which then fails saying so: never a silent wait
             missing = [p.name for p in parts[1:] if kind(p) == "missing"]
             owned.update(parts)
-            found.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if kind(p) != "missing"],
-                                   f"waiting for {', '.join(missing)}" if missing else None))
+            yaml_jobs.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if kind(p) != "missing"],
+                                       f"waiting for {', '.join(missing)}" if missing else None))
+        named = [p for c in yaml_jobs for p in set(c.files[1:])]
+        for c in yaml_jobs:  # a style two jobs name goes with each of them; the last one takes it
+            c.shared = frozenset(p for p in c.files[1:] if named.count(p) > 1)
+            found.append(c)
         for c in (p for p in files if p not in owned and ".content." in p.name.lower()):
             name = c.name[: c.name.lower().rindex(".content.")]
             styles = [p for p in files if p not in owned and p.name.lower().startswith(name.lower() + ".style")
@@ -380,6 +386,17 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _copy_shared(src: Path, dst: Path) -> None:
+    """A part another waiting job needs too: a hard link (or, where there are none, a copy)."""
+    if kind(src) != "file":
+        os.rename(src, dst)  # a link or worse: moved, and the job fails saying what it is
+        return
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
 class ClaimRefused(JobError):
     """A job this daemon can never claim as it is; nothing was moved and nothing is left behind."""
 
@@ -415,7 +432,10 @@ def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
         for p in c.files:
             if p != c.primary:
                 try:
-                    os.rename(p, inp / p.name)
+                    if p in c.shared:
+                        _copy_shared(p, inp / p.name)
+                    else:
+                        os.rename(p, inp / p.name)
                 except FileNotFoundError:
                     pass  # reported when the job is read
     return work

@@ -393,3 +393,40 @@ def test_disk_full_mid_job_never_kills_the_daemon_and_the_job_finishes_once(tmp_
         assert "No space left" in d.log
     finally:
         subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def test_two_yaml_jobs_sharing_a_style_both_run_at_once(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    cfg = write_config(root, thin_mat, watch={"incomplete_timeout": 600})
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True)
+    make_image(inbox / "shared-art.png", seed=2)
+    for name in ("one", "two"):
+        make_image(inbox / f"{name}.png", seed=1)
+        (inbox / f"{name}.yaml").write_text(f"content: {name}.png\nstyle: shared-art.png\n")
+    with Daemon(cfg) as d:
+        d.wait_log("ready:")
+        wait_until(lambda: all((root / "outbox" / f"{n}.report.yaml").is_file() for n in ("one", "two")), 60,
+                   "both jobs that share one style")
+        assert d.stop() == 0
+    for name in ("one", "two"):  # each archived with its own copy of the style; nothing left in the inbox
+        assert sorted(p.name for p in (root / "archive" / name).iterdir()) == sorted(
+            [f"{name}.png", f"{name}.yaml", "shared-art.png"])
+    assert not list(inbox.iterdir())
+
+
+def test_an_init_image_beside_a_yaml_job_is_collected_with_it(tmp_path, thin_mat):
+    root = tmp_path / "nstd"
+    cfg = write_config(root, thin_mat)
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True)
+    for name, seed in (("photo.png", 1), ("art.png", 2), ("start.png", 3)):
+        make_image(inbox / name, seed=seed)
+    (inbox / "warm.yaml").write_text("content: photo.png\nstyle: art.png\ninit: start.png\n")
+    with Daemon(cfg) as d:
+        wait_until(lambda: (root / "outbox" / "warm.report.yaml").is_file(), 60, "the job with an init image")
+        assert d.stop() == 0
+    report = yaml.safe_load((root / "outbox" / "warm.report.yaml").read_text())
+    assert report["parameters"]["init"] == "start.png"
+    assert sorted(p.name for p in (root / "archive" / "warm").iterdir()) == ["art.png", "photo.png", "start.png",
+                                                                            "warm.yaml"]
