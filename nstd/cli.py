@@ -13,11 +13,6 @@ from nstd import __version__
 from nstd.errors import NstdError, ParamError
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter drowns our messages; keep warnings and errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 class ProgressLine:
     """A one-line progress bar on a terminal; a line every few seconds otherwise."""
 
@@ -326,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

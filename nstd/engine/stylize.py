@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import tensorflow as tf
+from nstd.engine.backend import tf
 
 from nstd.engine import memory
 from nstd.engine.solvers import Solver, make_solver

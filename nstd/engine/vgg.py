@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from nstd.engine.backend import tf
 
 from nstd.engine.weights import CONV_LAYERS, VGGWeights
 
