@@ -68,6 +68,12 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Retention:
+    days: float | None = None  # remove logs, reports, archived and failed jobs older than this
+    keep: int | None = None  # and all but the newest this many of each
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     weights: str = "imagenet"
@@ -76,11 +82,12 @@ class Config:
     watch: Watch = Watch()
     output: Output = Output()
     service: Service = Service()
+    retention: Retention = Retention()
     source: str = ""
 
 
-SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service}
-TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service")
+SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service, "retention": Retention}
+TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention")
 PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
 
 
@@ -106,6 +113,8 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "service.retries": (True, 0, 100, False),
     "service.retry_backoff": (False, 0, 86400, False),
     "service.stop_timeout": (False, 1, 86400, False),
+    "retention.days": (False, 0.001, 100_000, True),
+    "retention.keep": (True, 1, 10**9, True),
 }
 CHOICES = {"watch.mode": ("auto", "events", "polling"), "output.format": ("png", "jpg", "webp", "tiff")}
 

@@ -107,6 +107,8 @@ class Refused:
 
 
 LINK_REASON = "a symbolic link: nstd never follows links; copy the file itself in"
+ORPHAN_REASON = ("part of no job: name it in a job YAML, or call it NAME.content.EXT / NAME.style.EXT, or put it "
+                 "in a job folder")
 
 
 def discover(inbox: Path, max_yaml_bytes: int = 65536, refused: list[Refused] | None = None) -> list[Candidate]:
@@ -151,8 +153,14 @@ def discover(inbox: Path, max_yaml_bytes: int = 65536, refused: list[Refused] | 
             found.append(Candidate(name, rel, "pair", c, [c] + styles,
                                    None if styles else f"waiting for {name}.style.* beside {c.name}"))
         if refused is not None:
-            refused.extend(Refused(str(rel / p.name), LINK_REASON) for p in entries
-                           if kind(p) == "link" and p not in owned and not is_litter(p.name))
+            taken = owned | {p for c in found if c.rel == rel for p in c.files}
+            for p in entries:
+                if p in taken or is_litter(p.name):
+                    continue
+                if kind(p) == "link":
+                    refused.append(Refused(str(rel / p.name), LINK_REASON))
+                elif kind(p) == "file":
+                    refused.append(Refused(str(rel / p.name), ORPHAN_REASON))
 
     if inbox.is_dir():
         walk(inbox)

@@ -12,6 +12,7 @@ import grp
 import os
 import secrets
 import shutil
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from nstd.atomic import free_name, move_path, write_bytes_atomic, write_new
 from nstd.config import Config
 from nstd.jobs import read_yaml, write_yaml
 from nstd.report import dump
+from nstd.retention import ARCHIVE_MARKER
 
 
 def _input_files(work: Path) -> list[Path]:
@@ -89,6 +91,7 @@ def archive_inputs(work: Path, config: Config, name: str, rel: str, dest: Path |
     if dest.exists():  # taken since it was chosen (another daemon): the next free name
         dest = free_name(dest)
     dest.mkdir(parents=True)
+    write_yaml(dest / ARCHIVE_MARKER, {"job": name, "archived": time.time()})
     for f in files:
         move_path(f, dest / f.name)
     return dest

@@ -10,6 +10,7 @@ Signals: SIGTERM/SIGINT stop after checkpointing the running job; SIGHUP reloads
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nstd import config as config_mod
-from nstd import jobs, outbox
+from nstd import jobs, outbox, retention
 from nstd.atomic import write_atomic, write_bytes_atomic
 from nstd.config import Config
 from nstd.errors import ConfigError, ImageError, NstdError
@@ -37,6 +38,7 @@ from nstd.params import resolve
 log = logging.getLogger("nstd")
 #: Lists in the status file are cut here: its size never grows with the inbox.
 STATUS_LIST_MAX = 100
+RETENTION_EVERY = 3600.0  # seconds between retention passes
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Daemon:
         self.lock = threading.Lock()
         self.queue: list[Pending] = []
         self.waiting: list[dict[str, str]] = []
+        self.last_prune = -RETENTION_EVERY  # retention runs at start-up, then hourly
         self.refused: dict[str, tuple] = {}  # candidate key -> signature when its claim was refused
         self.orphans: list[Path] = []
         self.held: set[Path] = set()
@@ -242,6 +245,10 @@ class Daemon:
             self.scanner_beat = time.monotonic()
             if self.inbox_watch is not None:
                 self.inbox_watch.check()
+            if time.monotonic() - self.last_prune >= RETENTION_EVERY:
+                self.last_prune = time.monotonic()
+                r, p = self.cfg.retention, self.cfg.paths
+                retention.prune(p.outbox, p.archive, p.failed, r.days, r.keep)
             if not (woken or self.unsettled or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
                 continue
             last_full = time.monotonic()
@@ -606,8 +613,7 @@ class Daemon:
             kept.append("weights")
         if kept:
             log.warning("config reloaded, but %s changes need a restart; keeping the running ones", " and ".join(kept))
-            new = Config(paths=self.cfg.paths, weights=self.cfg.weights, defaults=new.defaults, limits=new.limits,
-                         watch=new.watch, output=new.output, service=new.service, source=new.source)
+            new = dataclasses.replace(new, paths=self.cfg.paths, weights=self.cfg.weights)
         os.umask(new.output.umask)
         self.cfg = new
         log.info("config reloaded from %s", self.config_path)

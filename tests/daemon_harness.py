@@ -106,3 +106,8 @@ class Daemon:
 
 def outputs(root: Path, pattern: str = "*.png") -> list[Path]:
     return sorted((root / "outbox").rglob(pattern))
+
+
+def archived(folder: Path) -> list[str]:
+    """The inputs kept in an archive job folder (without nstd's hidden marker)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import make_image
-from tests.daemon_harness import Daemon, outputs, wait_until, write_config
+from tests.daemon_harness import Daemon, archived, outputs, wait_until, write_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -72,7 +72,7 @@ def test_every_job_form_and_subfolders_come_out_with_report_and_log(root, thin_m
     log = (out / "pair.log").read_text()
     assert "claimed" in log and "finished" in log and "iteration" in log
     # originals archived, litter left alone, nothing failed, no temp files anywhere
-    assert sorted(p.name for p in (root / "archive" / "pair").iterdir()) == ["pair.content.png", "pair.style.png"]
+    assert archived(root / "archive" / "pair") == ["pair.content.png", "pair.style.png"]
     assert (root / "archive" / "clients" / "acme" / "viayaml" / "viayaml.yaml").is_file()
     assert sorted(p.name for p in inbox.iterdir() if p.is_file()) == sorted(
         [".DS_Store", "Thumbs.db", "x.png.part", "._pair.content.png", "~$lock.yaml"])

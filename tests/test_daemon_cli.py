@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, make_image
-from tests.daemon_harness import Daemon, wait_until, write_config
+from tests.daemon_harness import Daemon, archived, wait_until, write_config
 
 
 def nstd(*args: str) -> subprocess.CompletedProcess:
@@ -89,7 +89,7 @@ def test_submit_then_status_shows_the_running_job(tmp_path, thin_mat):
         d.stop()
     report = yaml.safe_load((tmp_path / "outbox" / "viasubmit.report.yaml").read_text())
     assert report["parameters"]["iterations"] == 2500 and report["job"]["form"] == "folder"
-    assert sorted(p.name for p in (tmp_path / "archive" / "viasubmit").iterdir()) == ["viasubmit"]
+    assert archived(tmp_path / "archive" / "viasubmit") == ["viasubmit"]
     assert not [p for p in (tmp_path / "inbox").iterdir()]
 
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_image
-from tests.daemon_harness import Daemon, wait_until, write_config
+from tests.daemon_harness import Daemon, archived, wait_until, write_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -200,6 +200,7 @@ def test_symlinks_fail_or_wait_with_a_reason_and_are_kept_as_links(hostile):
     for p in ("lpair.style.png", "spair.content.png", "syaml.yaml", "loop.content.png", "dangling.style.png"):
         assert os.path.lexists(inbox / p), f"{p} was lost"
     assert "symbolic link" in hostile["status"]
+    assert "lpair.style.png: part of no job" in hostile["status"]  # its content is a link: no job, told why
 
 
 def test_alias_amplification_fails_fast_and_small(hostile):
@@ -388,7 +389,7 @@ def test_disk_full_mid_job_never_kills_the_daemon_and_the_job_finishes_once(tmp_
             assert d.proc.poll() is None
             assert d.stop() == 0
         assert sorted(p.name for p in (root / "outbox").glob("full*")) == ["full.log", "full.png", "full.report.yaml"]
-        assert sorted(p.name for p in (root / "archive" / "full").iterdir()) == ["full.content.png", "full.style.png"]
+        assert archived(root / "archive" / "full") == ["full.content.png", "full.style.png"]
         assert not list((root / "failed").iterdir())
         assert "No space left" in d.log
     finally:
@@ -410,7 +411,7 @@ def test_two_yaml_jobs_sharing_a_style_both_run_at_once(tmp_path, thin_mat):
                    "both jobs that share one style")
         assert d.stop() == 0
     for name in ("one", "two"):  # each archived with its own copy of the style; nothing left in the inbox
-        assert sorted(p.name for p in (root / "archive" / name).iterdir()) == sorted(
+        assert archived(root / "archive" / name) == sorted(
             [f"{name}.png", f"{name}.yaml", "shared-art.png"])
     assert not list(inbox.iterdir())
 
@@ -428,5 +429,5 @@ def test_an_init_image_beside_a_yaml_job_is_collected_with_it(tmp_path, thin_mat
         assert d.stop() == 0
     report = yaml.safe_load((root / "outbox" / "warm.report.yaml").read_text())
     assert report["parameters"]["init"] == "start.png"
-    assert sorted(p.name for p in (root / "archive" / "warm").iterdir()) == ["art.png", "photo.png", "start.png",
+    assert archived(root / "archive" / "warm") == ["art.png", "photo.png", "start.png",
                                                                             "warm.yaml"]
