@@ -64,7 +64,6 @@ class Service:
     lease_timeout: float = 120.0
     retries: int = 3
     retry_backoff: float = 30.0
-    stop_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,6 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "service.lease_timeout": (False, 1, 10**7, False),
     "service.retries": (True, 0, 100, False),
     "service.retry_backoff": (False, 0, 86400, False),
-    "service.stop_timeout": (False, 1, 86400, False),
     "retention.days": (False, 0.001, 100_000, True),
     "retention.keep": (True, 1, 10**9, True),
 }

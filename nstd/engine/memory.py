@@ -88,16 +88,12 @@ def budget(limit: int | None) -> int:
 
 @dataclass(frozen=True)
 class Tile:
-    """A region [y0:y1, x0:x1] of the image; ``edges`` says which sides touch a neighbour."""
+    """A region [y0:y1, x0:x1] of the image."""
 
     y0: int
     y1: int
     x0: int
     x1: int
-    top: bool
-    bottom: bool
-    left: bool
-    right: bool
 
 
 def _square_side(available: int, bytes_per_pixel: int, margin: int, longest: int) -> int:
@@ -131,5 +127,5 @@ def tiles(width: int, height: int, side: int) -> list[Tile]:
     """Tiles of one size (so one compiled step serves most of them), row by row."""
     th, ys = _starts(height, side)
     tw, xs = _starts(width, side)
-    return [Tile(y, y + th, x, x + tw, top=y > 0, bottom=y + th < height, left=x > 0, right=x + tw < width)
+    return [Tile(y, y + th, x, x + tw)
             for y in ys for x in xs]
