@@ -187,7 +187,7 @@ def signature(c: Candidate) -> tuple:
     sig = []
     for p in c.files:
         try:
-            st = p.stat()
+            st = os.lstat(p)  # a link's own metadata: never its target's
         except OSError:
             sig.append((str(p), -1, -1))
             continue

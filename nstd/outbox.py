@@ -46,9 +46,27 @@ def apply_output_mode(path: Path, config: Config) -> None:
             raise OSError(f"cannot give {path} to group {config.output.group!r}: {exc}") from exc
 
 
+#: Longest suffix nstd adds to an output stem: "-9999" (never overwrite) + ".report.yaml".
+LONGEST_SUFFIX = len("-9999.preview.tiff".encode())
+NAME_MAX = 255
+
+
+def output_stem(name: str) -> str:
+    """``name``, or where NAME.report.yaml and the like would not fit in a file name, its
+    start plus a short hash (the same for the same name, so reruns stay recognisable)."""
+    if len(name.encode()) + LONGEST_SUFFIX <= NAME_MAX:
+        return name
+    import hashlib
+
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    room = NAME_MAX - LONGEST_SUFFIX - len(tag)
+    cut = name.encode()[:room].decode(errors="ignore")
+    return cut + tag
+
+
 def preview_path(config: Config, name: str, rel: str) -> Path:
     """Where a running job shows its latest image; removed when the job ends either way."""
-    return config.paths.outbox / rel / f"{name}.preview.{config.output.format}"
+    return config.paths.outbox / rel / f"{output_stem(name)}.preview.{config.output.format}"
 
 
 def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes, ext: str,
@@ -58,7 +76,7 @@ def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes,
     done = read_yaml(marker)
     folder = config.paths.outbox / rel
     if "image" not in done:
-        image = write_new(folder / f"{name}{ext}", lambda fh: fh.write(image_bytes))
+        image = write_new(folder / f"{output_stem(name)}{ext}", lambda fh: fh.write(image_bytes))
         apply_output_mode(image, config)
         done["image"] = str(image)
         write_yaml(marker, done)
@@ -124,6 +142,8 @@ def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, ph
         error["traceback"] = "".join(traceback.format_exception(exc)).splitlines()
     write_yaml(tmp / "error.yaml", error)
     write_bytes_atomic(tmp / "job.log", log_text.encode())
+    for made in (tmp / "error.yaml", tmp / "job.log"):
+        apply_output_mode(made, config)
     move_path(tmp, dest)
     return dest
 

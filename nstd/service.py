@@ -300,6 +300,7 @@ class Daemon:
     def write_status(self) -> None:
         try:
             write_bytes_atomic(self.status_path, json.dumps(self.status(), indent=1, default=str).encode())
+            outbox.apply_output_mode(self.status_path, self.cfg)  # share users run `nstd status` too
         except OSError as exc:
             log.warning("cannot write status file %s: %s", self.status_path, exc)
 

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.timeout(300)
 
 SECRET_TEXT = "password-hash: $6$only-root-may-read-this$"
 LONG = "L" * 232
+LONGEST = "M" * 250
 SPARSE_BYTES = 1_500_000_000
 
 
@@ -111,8 +112,11 @@ def plant_jobs(inbox: Path, outside: Path, sparse_bytes: int) -> dict[str, list[
     make_image(inbox / "nan-photo.png", seed=1)
     make_image(inbox / "nan-art.png", seed=2)
     (inbox / "nan.yaml").write_text("content: nan-photo.png\nstyle: nan-art.png\nstyle_weight: .nan\n")
-    # a long name
+    # long names: one that fits NAME.report.yaml, and the longest a YAML job can have (250)
     pair(LONG)
+    make_image(inbox / "longest-photo.png", seed=1)
+    make_image(inbox / "longest-art.png", seed=2)
+    (inbox / f"{LONGEST}.yaml").write_text("content: longest-photo.png\nstyle: longest-art.png\n")
     return {"secret_sha": [sha(secret_png)]}
 
 
@@ -152,6 +156,8 @@ def hostile(request, tmp_path_factory, thin_mat):
                 missing = [n for n in failed_names if not (root / "failed" / n / "error.yaml").is_file()]
                 raise AssertionError(f"no failed/ record for {missing}; daemon log:\n{d.log[-6000:]}") from None
             wait_until(lambda: (root / "outbox" / f"{LONG}.png").is_file(), 60, "the long-named job's result")
+            wait_until(lambda: len(list((root / "outbox").glob("MMMM*.report.yaml"))) == 1, 60,
+                       "the longest-named job's report")
             make_image(root / "inbox" / "next.content.png", seed=5)
             make_image(root / "inbox" / "next.style.png", seed=6)
             wait_until(lambda: (root / "outbox" / "next.report.yaml").is_file(), 60, "the next job")
@@ -240,6 +246,11 @@ def test_long_names_publish_every_output(hostile):
         assert (out / f"{LONG}{suffix}").is_file(), suffix
     report = yaml.safe_load((out / f"{LONG}.report.yaml").read_text())
     assert report["status"] == "done"
+    # 250 characters leave no room for ".report.yaml": every output gets one shortened stem
+    longest = sorted(p.name for p in out.glob("MMMM*"))
+    assert len(longest) == 3 and len({n.split(".")[0] for n in longest}) == 1, longest
+    assert all(len(n.encode()) <= 255 for n in longest)
+    assert yaml.safe_load(next(out.glob("MMMM*.report.yaml")).read_text())["job"]["name"] == LONGEST
 
 
 def test_results_honour_the_umask_so_share_users_can_read_them(hostile):
