@@ -44,6 +44,8 @@ class ProgressLine:
 def cmd_stylize(args: argparse.Namespace) -> int:
     from nstd.config import parse_bytes
     from nstd.engine import Engine, load_weights
+    from nstd.engine.regions import describe as describe_regions
+    from nstd.engine.regions import load_regions
     from nstd.images import FORMATS, load_image, save_image
     from nstd.params import parse_set, resolve
     from nstd.report import job_report, write_report
@@ -53,6 +55,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         raise ParamError(f"-o {out}: extension {out.suffix or '(none)'} is not supported; use one of "
                          f"{', '.join(sorted(FORMATS))}.")
     _check_output(out, [Path(args.content), *map(Path, args.styles)], args.force)
+    if args.region and args.styles:
+        raise ParamError("with --region, give the styles in the regions (--region MASK=STYLE), not as STYLE.")
     raw: dict[str, Any] = {}
     for key in ("preset", "size", "iterations", "seed", "strength"):
         if getattr(args, key) is not None:
@@ -61,6 +65,9 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     params = resolve(raw, where="nstd stylize")
     content = load_image(Path(args.content), args.max_pixels)
     styles = [(load_image(Path(s), args.max_pixels), 1.0) for s in args.styles]
+    regions = load_regions(parse_region_args(args.region or []), lambda p: load_image(p, args.max_pixels))
+    if not styles and not regions:
+        raise ParamError("give at least one STYLE image, or --region MASK=STYLE.")
     init_image = None
     if params.init not in ("noise", "content", "style"):
         init_image = load_image(Path(params.init), args.max_pixels)
@@ -71,10 +78,11 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
           file=sys.stderr)
     bar = ProgressLine()
-    result = engine.stylize(content, styles, params, init_image=init_image, progress=bar)
+    result = engine.stylize(content, styles, params, init_image=init_image, progress=bar, regions=regions)
     bar.close()
     written = save_image(out, result.image, result.alpha)
     report = job_report(status="done", result=result, params=params, content=content, styles=styles,
+                        **describe_regions(regions),
                         weights=weights, output=str(written), device=engine.device,
                         timings={"weights_load": round(load_s, 3)})
     report_path = write_report(out.with_name(out.stem + ".report.yaml"), report)
@@ -82,6 +90,17 @@ def cmd_stylize(args: argparse.Namespace) -> int:
           f"{result.final['loss']:.4g}, {result.iterations} iterations, stopped by {result.stopped_by})",
           file=sys.stderr)
     return 0
+
+
+def parse_region_args(items: list[str]) -> list[tuple[Path, list[tuple[Path, float]]]]:
+    """``--region MASK=STYLE[,STYLE…]``; ``--region MASK=`` keeps the content in that mask."""
+    out = []
+    for item in items:
+        mask, sep, styles = item.partition("=")
+        if not sep or not mask:
+            raise ParamError(f"--region {item!r}: expected MASK=STYLE (or MASK= for no style there).")
+        out.append((Path(mask), [(Path(s), 1.0) for s in styles.split(",") if s]))
+    return out
 
 
 def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
@@ -269,8 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stylize", help="stylize one image now")
     s.add_argument("content")
-    s.add_argument("styles", nargs="+", metavar="STYLE")
+    s.add_argument("styles", nargs="*", metavar="STYLE")
     s.add_argument("-o", "--output", required=True, help="output image (.png .jpg .webp .tiff)")
+    s.add_argument("--region", action="append", metavar="MASK=STYLE",
+                   help="spatial control: the mask's white part gets STYLE (comma-separate several; MASK= keeps "
+                        "the content there); repeatable")
     s.add_argument("--weights", default="imagenet", help="imagenet (default), or a .mat/.h5/.npz path")
     s.add_argument("--size", type=int, help="longest side of the output in pixels")
     s.add_argument("--iterations", type=int, help="iterations at full size; each coarser scale adds "

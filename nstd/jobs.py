@@ -89,12 +89,14 @@ def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
         refs.append(data["content"])
     if isinstance(data.get("init"), str) and data["init"] not in ("noise", "content", "style"):
         refs.append(data["init"])
-    style = data.get("style")
-    for item in style if isinstance(style, list) else [style]:
-        if isinstance(item, str):
-            refs.append(item)
-        elif isinstance(item, dict) and isinstance(item.get("path"), str):
-            refs.append(item["path"])
+    regions = data.get("regions") if isinstance(data.get("regions"), list) else []
+    for value in [data.get("style")] + [r.get("style") for r in regions if isinstance(r, dict)]:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                refs.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("path"), str):
+                refs.append(item["path"])
+    refs += [r["mask"] for r in regions if isinstance(r, dict) and isinstance(r.get("mask"), str)]
     return refs
 
 
@@ -246,6 +248,7 @@ class JobSpec:
     raw_params: dict[str, Any]
     output_name: str | None
     files: list[Path] = field(default_factory=list)
+    regions: list[tuple[Path, list[tuple[Path, float]]]] = field(default_factory=list)  # (mask, its styles)
 
 
 def inside(folder: Path, rel: str, what: str, source: str) -> Path:
@@ -322,6 +325,7 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
     data = dict(data)
     content_ref, style_ref = data.pop("content", None), data.pop("style", None)
     output = data.pop("output", None)
+    regions = parse_regions(data.pop("regions", None), folder, source)
     if form == "pair":
         content = next(p for p in files if ".content." in p.name.lower())
         styles = [(p, 1.0) for p in files if ".style" in p.name.lower()]
@@ -333,20 +337,46 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
         styles = [(p, 1.0) for p in images_in(folder) if p.name.lower().startswith("style")]
         if style_ref is not None:
             styles = parse_styles(style_ref, folder, source)
-        if not styles:
+        if not regions:
+            regions = folder_regions(folder, styles)
+        if not styles and not regions:
             raise JobError(f"{name}/: no style*.* image in the folder.")
     else:
         if content_ref is None:
             raise JobError(f"{source}: 'content' is required: the content image's file name beside the YAML.")
         content = inside(folder, content_ref, "content", source)
-        styles = parse_styles(style_ref, folder, source)
+        styles = parse_styles(style_ref, folder, source) if style_ref is not None or not regions else []
     if output is not None:
         if not isinstance(output, str) or "/" in output or "\\" in output or output.startswith("."):
             raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {short(output)}.")
         if Path(output).suffix.lower() not in FORMATS:
             raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "
                            f"{', '.join(sorted(FORMATS))}.")
-    return JobSpec(name, content, styles, data, output, files)
+    return JobSpec(name, content, styles, data, output, files, regions)
+
+
+def parse_regions(value: Any, folder: Path, source: str) -> list[tuple[Path, list[tuple[Path, float]]]]:
+    """``regions: [{mask: sky.png, style: starry.jpg}, {mask: ground.png}]`` (no style: keep the content)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        raise JobError(f"{source}: 'regions' must be a list of {{mask, style}} entries, got {short(value)}.")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or "mask" not in item or set(item) - {"mask", "style"}:
+            raise JobError(f"{source}: each region is {{mask: FILE, style: FILE or list}} (style optional: no "
+                           f"style keeps the content there); got {short(item)}.")
+        styles = parse_styles(item["style"], folder, source) if item.get("style") is not None else []
+        out.append((inside(folder, item["mask"], "mask", source), styles))
+    return out
+
+
+def folder_regions(folder: Path, styles: list[tuple[Path, float]]) -> list[tuple[Path, list[tuple[Path, float]]]]:
+    """A folder job's ``maskX.*`` files, each with the ``styleX.*`` of the same suffix (none: no style)."""
+    by_suffix = {p.stem.lower()[len("style"):]: (p, w) for p, w in styles}
+    masks = [p for p in images_in(folder) if p.name.lower().startswith("mask")]
+    return [(m, [by_suffix[m.stem.lower()[len("mask"):]]] if m.stem.lower()[len("mask"):] in by_suffix else [])
+            for m in masks]
 
 
 def load_inbox_image(path: Path, limits: Any) -> LoadedImage:

@@ -33,6 +33,8 @@ from nstd.errors import ConfigError, ImageError, NstdError
 from nstd.logs import JournalFormatter, on_journal
 from nstd.images import encode
 from nstd.notify import Notifier
+from nstd.engine.regions import describe as describe_regions
+from nstd.engine.regions import load_regions
 from nstd.params import resolve
 
 log = logging.getLogger("nstd")
@@ -414,6 +416,7 @@ class Daemon:
                              where=f"{source} parameters")
             content = jobs.load_inbox_image(spec.content, cfg.limits)
             styles = [(jobs.load_inbox_image(p, cfg.limits), w) for p, w in spec.styles]
+            regions = load_regions(spec.regions, lambda p: jobs.load_inbox_image(p, cfg.limits))
             jobs.check_limits(params, content.size, cfg.limits, source)
             init_image = None
             if params.init not in ("noise", "content", "style"):
@@ -472,7 +475,8 @@ class Daemon:
         t_run = time.time()
         self.current = {"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"}
         try:
-            result = self.engine.stylize(content, styles, params, init_image=init_image, progress=progress,
+            result = self.engine.stylize(content, styles, params, init_image=init_image, regions=regions,
+                                         progress=progress,
                                          checkpoint=save, checkpoint_every=cfg.service.checkpoint_every,
                                          resume=resume, preview=preview,
                                          should_stop=self.note_stop)
@@ -499,7 +503,8 @@ class Daemon:
         out_name = Path(spec.output_name).stem if spec.output_name else name
         image_bytes = encode(result.image, result.alpha, ext)
         report = job_report(
-            status="done", result=result, params=params, content=content, styles=styles, weights=self.weights,
+            status="done", result=result, params=params, content=content, styles=styles,
+            **describe_regions(regions), weights=self.weights,
             output=None, device=self.engine.device, history_every=max(1, result.iterations // 100),
             timings={"queue_wait": round(float(meta.get("claimed", t_run)) - float(meta.get("arrived", t_run)), 3),
                      "claim_to_first_iteration": round(t_run - float(meta.get("claimed", t_run))

@@ -56,3 +56,24 @@ def test_the_default_keeps_the_content_and_shows_the_style(real_engine, pair):
     _, default = run(real_engine, pair)
     assert default.content > 0.6, default  # the houses stay recognisable
     assert default.style > 0.35, default  # and the painting is plain to see
+
+
+def test_a_masked_region_without_style_stays_close_to_the_content(real_engine, pair):
+    import numpy as np
+
+    from nstd.engine.regions import Region
+
+    content, style = pair
+    h, w = content.rgb.shape[:2]
+    left = np.zeros((h, w), np.float32)
+    left[:, : w // 2] = 1.0
+    params = resolve({"size": 128, "seed": 1, "iterations": 40, "coarse_iterations": 10})
+    result = real_engine.stylize(content, [], params, regions=[Region(left, [(style, 1.0)], "left.png"),
+                                                               Region(1 - left, [], "right.png")])
+    image = result.image
+    hh, ww = image.shape[:2]
+    change = np.abs(image - resize(content.rgb, ww, hh)).mean(-1)
+    styled, kept = change[:, : ww // 2 - 8].mean(), change[:, ww // 2 + 8:].mean()
+    print(f"mean change: styled half {styled:.1f}, unstyled half {kept:.1f}")
+    assert styled > 2 * kept, (styled, kept)
+    assert styled > 15  # the styled half really changed

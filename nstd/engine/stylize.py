@@ -19,6 +19,7 @@ import numpy as np
 from nstd.engine.backend import tf
 
 from nstd.engine import memory
+from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
 from nstd.engine.weights import VGGWeights
@@ -94,12 +95,15 @@ class Engine:
     # --- compiled pieces -----------------------------------------------------------
 
     def step_for(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0)) -> Callable:
+                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0), regions: int = 0) -> Callable:
         """The compiled loss+gradient for this shape and layer set (traced once, reused).
 
         ``margin`` (top, bottom, left, right pixels): a frame of context around a tile;
-        the losses only see the features inside it.
+        the losses only see the features inside it. ``regions`` > 0: spatial control
+        (Gatys et al. 2017), one masked Gram FᵀMF/ΣM per region and style layer.
         """
+        if regions:
+            return self._region_step(height, width, content_layers, style_layers, pooling, regions)
         key = (height, width, content_layers, style_layers, pooling, margin)
         if key in self._steps:
             return self._steps[key]
@@ -126,6 +130,45 @@ class Engine:
                 dx = xi[:, :, 1:, :] - xi[:, :, :-1, :]
                 tv = (tf.reduce_sum(tf.square(dy)) + tf.reduce_sum(tf.square(dx))) / tf.cast(tf.size(xi), tf.float32)
                 tv = weights[-1] * tv
+                total = content + style + tv
+            return total, tape.gradient(total, x), content, style, tv
+
+        compiled = tf.function(step, jit_compile=self.jit_compile, reduce_retracing=False)
+        self._steps[key] = compiled
+        return compiled
+
+    def _region_step(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
+                     pooling: str, k: int) -> Callable:
+        """The step with ``k`` masked regions: weights are [content…, (style layer j, region r)…, tv]."""
+        key = (height, width, content_layers, style_layers, pooling, "regions", k)
+        if key in self._steps:
+            return self._steps[key]
+        vgg, layers = self.vgg, tuple(dict.fromkeys(content_layers + style_layers))
+        n_c = len(content_layers)
+
+        def step(x, content_targets, gram_targets, masks, weights):
+            # gram_targets[j]: (k, C, C); masks[j]: (k, positions) at layer j's resolution
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                feats = vgg.features(x, layers, pooling)
+                content = tf.constant(0.0)
+                for i, name in enumerate(content_layers):
+                    f = feats[name]
+                    content += weights[i] * tf.reduce_sum(tf.square(f - content_targets[i])) / (
+                        4.0 * tf.cast(tf.size(f), tf.float32))
+                style = tf.constant(0.0)
+                for j, name in enumerate(style_layers):
+                    c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
+                    flat = tf.reshape(feats[name], (-1, tf.shape(feats[name])[-1]))
+                    for r in range(k):
+                        m = masks[j][r][:, None]
+                        g = tf.matmul(flat * m, flat, transpose_a=True) / tf.maximum(tf.reduce_sum(m), 1e-6)
+                        style += weights[n_c + j * k + r] * tf.reduce_sum(tf.square(g - gram_targets[j][r])) / (
+                            4.0 * c * c)
+                dy = x[:, 1:, :, :] - x[:, :-1, :, :]
+                dx = x[:, :, 1:, :] - x[:, :, :-1, :]
+                tv = weights[-1] * (tf.reduce_sum(tf.square(dy)) + tf.reduce_sum(tf.square(dx))) / tf.cast(
+                    tf.size(x), tf.float32)
                 total = content + style + tv
             return total, tape.gradient(total, x), content, style, tv
 
@@ -228,8 +271,36 @@ class Engine:
                 tv_w /= max(total_variation(c_rgb), 1e-6)
         return np.asarray(c_w + s_w + [tv_w], np.float32)
 
+    def region_targets(self, regions: list[Region], c_rgb: np.ndarray, params: Params
+                       ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """(Gram targets (k, C, C), masks (k, positions)) per style layer, and the loss weights."""
+        h, w = c_rgb.shape[:2]
+        c_layers = tuple(n for n, _ in params.content_layers)
+        s_layers = tuple(n for n, _ in params.style_layers)
+        feats = self.features(c_rgb, tuple(dict.fromkeys(c_layers + s_layers)), params.pooling)
+        masks = layer_masks(regions, [feats[n].shape[1:3] for n in s_layers])
+        targets = [self.blend_grams(r.styles, w, h, params) if r.styles else None for r in regions]
+        grams, weights = [], [params.content_weight * wt for _, wt in params.content_layers]
+        for i, n in enumerate(c_layers):
+            if params.normalize:  # as in loss_weights: the content's own feature energy
+                weights[i] *= 4.0 * feats[n].shape[-1] / max(float(np.mean(np.sum(feats[n] ** 2, -1))), 1e-12)
+        for j, (n, wt) in enumerate(params.style_layers):
+            c = feats[n].shape[-1]
+            own = [masked_gram(feats[n], m) for m in masks[j]]
+            layer = [t[j] if t is not None else np.zeros((c, c), np.float32) for t in targets]
+            grams.append(np.stack(layer))
+            for r, (g_own, g_t) in enumerate(zip(own, layer)):
+                scale = 1.0
+                if params.normalize:
+                    dist = float(np.sum(np.square(g_own.astype(np.float64) - g_t)))
+                    scale = 4.0 * c * c / max(dist, 1e-6 * float(np.sum(np.square(g_t.astype(np.float64)))) + 1e-12)
+                weights.append(params.style_weight * wt * scale if targets[r] is not None else 0.0)
+        tv = params.tv_weight / max(total_variation(c_rgb), 1e-6) if params.normalize and params.tv_weight else \
+            params.tv_weight
+        return grams, masks, np.asarray(weights + [tv], np.float32)
+
     def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params, weights: np.ndarray,
-                  margin: tuple[int, int, int, int] = (0, 0, 0, 0)):
+                  margin: tuple[int, int, int, int] = (0, 0, 0, 0), masks: list[np.ndarray] | None = None):
         """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here.
 
         ``weights`` come from :meth:`loss_weights` on the whole image (a tile passes the
@@ -239,13 +310,15 @@ class Engine:
         c_layers = tuple(n for n, _ in params.content_layers)
         s_layers = tuple(n for n, _ in params.style_layers)
         c_feats = self.features(c_rgb, c_layers, params.pooling)
-        step = self.step_for(h, w, c_layers, s_layers, params.pooling, margin)
+        step = self.step_for(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
         ct = [tf.constant(_crop(c_feats[n], margin, n)) for n in c_layers]
         gt = [tf.constant(g) for g in grams]
+        mt = [tf.constant(m) for m in masks] if masks else None
         loss_weights = tf.constant(weights, tf.float32)
 
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-            total, grad, lc, ls, lt = step(tf.constant(xv[None], tf.float32), ct, gt, loss_weights)
+            x = tf.constant(xv[None], tf.float32)
+            total, grad, lc, ls, lt = step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
             parts = {"loss": float(total), "content": float(lc), "style": float(ls), "tv": float(lt)}
             return parts["loss"], grad.numpy()[0].astype(np.float64), parts
 
@@ -275,6 +348,7 @@ class Engine:
         resume: dict[str, Any] | None = None,
         preview: Callable[[np.ndarray, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        regions: list[Region] | None = None,
     ) -> Result:
         """Run one job to completion (or time limit); see :class:`Result`.
 
@@ -302,7 +376,11 @@ class Engine:
             restored = state if state and si == first_scale and "solver" in state else None
             c_rgb = resize(content.rgb, w, h)
             t0 = time.monotonic()
-            grams = self.blend_grams(styles, w, h, params)
+            masks, weights = None, None
+            if regions:
+                grams, masks, weights = self.region_targets(regions, c_rgb, params)
+            else:
+                grams = self.blend_grams(styles, w, h, params)
             run.timings["targets"] += time.monotonic() - t0
             if restored is not None:
                 x0 = restored["solver"]["x"]  # a tiled scale restores its whole image itself
@@ -315,8 +393,11 @@ class Engine:
                 side = int(restored["tile_side"])
             while True:
                 try:
+                    if side is not None and regions:
+                        raise MemoryError(f"{w}x{h} with masks would need tiles, which masks cannot use yet; "
+                                          "ask for a smaller size or raise limits.memory / --memory")
                     if side is None:
-                        x, final = self._whole(run, si, c_rgb, grams, x0, restored)
+                        x, final = self._whole(run, si, c_rgb, grams, x0, restored, masks, weights)
                     else:
                         x, final = self._tiled(run, si, c_rgb, grams, x0, side, restored)
                     break
@@ -354,8 +435,11 @@ class Engine:
         return side
 
     def _whole(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
-               restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
-        fg = self.objective(c_rgb, grams, run.params, self.loss_weights(c_rgb, grams, run.params))
+               restored: dict[str, Any] | None, masks: list[np.ndarray] | None = None,
+               weights: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
+        if weights is None:
+            weights = self.loss_weights(c_rgb, grams, run.params)
+        fg = self.objective(c_rgb, grams, run.params, weights, masks=masks)
         solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
         best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
