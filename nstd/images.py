@@ -148,3 +148,18 @@ def luminance_transfer(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     merged = np.stack([y, cc[..., 1], cc[..., 2]], axis=-1)
     return np.asarray(Image.fromarray(np.clip(np.rint(merged), 0, 255).astype(np.uint8), "YCbCr").convert("RGB"),
                       dtype=np.float32)
+
+
+def histogram_transfer(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Give each RGB channel of the stylized image the content's distribution (quantile
+    mapping): the painting's strokes and shading stay, the photo's palette comes back."""
+    out = np.empty_like(stylized, dtype=np.float32)
+    for c in range(3):
+        src = stylized[..., c].ravel()
+        order = np.argsort(src, kind="stable")
+        target = np.sort(content[..., c].ravel())
+        ranks = np.empty_like(order)
+        ranks[order] = np.arange(src.size)
+        positions = ranks * (target.size - 1) / max(src.size - 1, 1)
+        out[..., c] = np.interp(positions, np.arange(target.size), target).reshape(stylized.shape[:2])
+    return out

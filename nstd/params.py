@@ -55,7 +55,7 @@ class Params:
     # output
     size: int | None = 512
     seed: int | None = None
-    preserve_colors: bool = False
+    preserve_colors: str | None = None  # luminance | histogram
     preview_every: int = 0
     preset: str = "default"
 
@@ -148,6 +148,17 @@ def _bool(key: str, v: Any) -> bool:
     return v
 
 
+def _colours(key: str, v: Any) -> str | None:
+    """false/none, or how the content's colours are kept: luminance (true) or histogram."""
+    if v is False or v is None:
+        return None
+    if v is True:
+        return "luminance"
+    if v in ("luminance", "histogram"):
+        return v
+    raise ParamError(f"'{key}' = {short(v)} is not allowed; choose false, luminance (or true) or histogram.")
+
+
 def _layers(key: str, v: Any) -> tuple[tuple[str, float], ...]:
     if isinstance(v, str):
         v = [v]
@@ -207,7 +218,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tile_size": _number(128, 65536, integer=True, none_ok=True),
     "size": _number(16, 65536, integer=True, none_ok=True),
     "seed": _number(0, 2**32 - 1, integer=True, none_ok=True),
-    "preserve_colors": _bool,
+    "preserve_colors": _colours,
     "preview_every": _number(0, integer=True),
     "preset": _choice(*PRESETS),
 }

@@ -109,3 +109,18 @@ def test_luminance_transfer_keeps_content_colours():
     to_ycc = lambda a: np.asarray(Image.fromarray(a.astype(np.uint8)).convert("YCbCr"), np.float32)  # noqa: E731
     np.testing.assert_allclose(to_ycc(out)[..., 1:], to_ycc(np.rint(content))[..., 1:], atol=4)
     np.testing.assert_allclose(to_ycc(out)[..., 0], to_ycc(np.rint(stylized))[..., 0], atol=4)
+
+
+def test_histogram_transfer_gives_the_content_palette_and_keeps_the_structure():
+    from nstd.images import histogram_transfer
+
+    rng = np.random.default_rng(0)
+    content = rng.uniform(100, 200, (32, 32, 3)).astype(np.float32)
+    stylized = np.zeros((32, 32, 3), np.float32)
+    stylized[:, :16] = 10.0  # dark left, bright right: the structure to keep
+    stylized[:, 16:] = 240.0
+    stylized += rng.uniform(0, 1, stylized.shape).astype(np.float32)
+    out = histogram_transfer(stylized, content)
+    for c in range(3):  # the content's distribution, exactly
+        np.testing.assert_allclose(np.sort(out[..., c].ravel()), np.sort(content[..., c].ravel()), atol=1e-3)
+    assert (out[:, :16].mean() < out[:, 16:].mean())  # and the stylized image's order

@@ -66,7 +66,7 @@ def test_origin_objective_with_fast_solver_and_explicit_keys_win():
     ({"iterations": 2.5}, "integer"),
     ({"style_layers": ["conv9_9"]}, "unknown layer"),
     ({"scales": [1.0, 0.5]}, "increase"),
-    ({"preserve_colors": "yes"}, "true or false"),
+    ({"preserve_colors": "yes"}, "choose false, luminance"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(raw, needle):
     with pytest.raises(ParamError, match=needle) as err:

@@ -23,7 +23,7 @@ from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
 from nstd.engine.weights import VGGWeights
-from nstd.images import LoadedImage, fit_size, luminance_transfer, resize
+from nstd.images import LoadedImage, fit_size, histogram_transfer, luminance_transfer, resize
 from nstd.params import Params
 
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
@@ -413,8 +413,10 @@ class Engine:
             if side is not None:
                 run.notes.append(f"scale {si + 1} ({w}x{h}) refined in {side}px tiles")
         image = np.clip(x, 0, 255).astype(np.float32)
-        if params.preserve_colors:
+        if params.preserve_colors == "luminance":
             image = luminance_transfer(image, resize(content.rgb, *plan[-1]))
+        elif params.preserve_colors == "histogram":
+            image = histogram_transfer(image, resize(content.rgb, *plan[-1]))
         alpha = resize(content.alpha, *plan[-1]) if content.alpha is not None else None
         run.timings["total"] = run.elapsed()
         return Result(image, alpha, seed, run.initial, final, run.history, run.iterations_done, run.evaluations,
