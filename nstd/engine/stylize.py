@@ -28,7 +28,8 @@ from nstd.params import Params
 
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
-GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
+GRAM_TILE_MARGIN = 32
+TILE_SWEEPS = 2  # block-coordinate sweeps over the tiles of a scale (see Engine._tiled)  # context read around each core when a style image is measured in tiles
 
 
 class Interrupted(Exception):
@@ -458,6 +459,11 @@ class Engine:
         construction. A tile moves only the pixels it owns (no earlier tile does); a frozen
         frame of real neighbours gives its features their true context, and its losses see
         its pixels plus a thin band, so edge pixels are not left unconstrained.
+
+        Two sweeps share the iterations: in one pass the first tile chases a target computed
+        while its neighbours were still unstylized (it overshoots), and its border pixels
+        were fitted to neighbours that change afterwards; the second sweep sees every
+        neighbour in its new state, which removes both the seams and the stronger first tile.
         """
         h, w = c_rgb.shape[:2]
         params = run.params
@@ -489,8 +495,11 @@ class Engine:
         weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
-        finals = []
-        for ti in range(first, len(layout)):
+        finals: dict[int, dict[str, float]] = {}
+        visits = TILE_SWEEPS * len(layout)
+        per_visit = max(1, run.its[si] // TILE_SWEEPS)
+        for g in range(first, visits):
+            ti = g % len(layout)
             sl, owned, seen, (oy0, oy1, ox0, ox1) = windows[ti]
             before = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
             targets = [((counts[i] * g.astype(np.float64) - (sums[i] - before[i][0])) / before[i][1]).astype(np.float32)
@@ -502,19 +511,20 @@ class Engine:
             frozen[oy0 - sl[0].start:oy1 - sl[0].start, ox0 - sl[1].start:ox1 - sl[1].start] = False
             fg = _frozen(self.objective(c_rgb[sl], targets, params, tile_weights, seen), frozen)
             solver = make_solver(x_full[sl], fg, params)
-            best, start = run.begin(solver, x_full[sl], restored if ti == first else None)
+            best, start = run.begin(solver, x_full[sl], restored if g == first else None)
             tile_budget = None
             if budget_left is not None:
-                tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (len(layout) - ti)
-            extra = {"tile": ti, "tiles": len(layout), "tile_side": side, "x_full": x_full,
+                tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (visits - g)
+            extra = {"tile": g, "tiles": visits, "tile_side": side, "x_full": x_full,
                      "tile_sums": {str(i): a for i, a in enumerate(sums)}, "tile_counts": counts}
-            best = run.loop(si, solver, best, start, run.its[si], tile_budget, extra)
+            best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
             x_full[sl] = best[1]
             after = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
             for i in range(len(sums)):
                 sums[i] += after[i][0] - before[i][0]
-            finals.append(best[2])
-        final = {k: float(np.mean([f[k] for f in finals if k in f])) for k in ("loss", "content", "style", "tv")}
+            finals[ti] = best[2]
+        final = {k: float(np.mean([f[k] for f in finals.values() if k in f]))
+                 for k in ("loss", "content", "style", "tv")}
         return x_full, {**final, "tiles": len(layout)}
 
     def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
