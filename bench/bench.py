@@ -32,6 +32,10 @@ from nstd.params import resolve  # noqa: E402
 SEED = REPO.parent / "shared" / "data" / "seed"
 
 
+REAL_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / \
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
 def random_weights() -> VGGWeights:
     from tests.weightfiles import random_network
 
@@ -235,7 +239,9 @@ def memory_use(sizes: list[int], iterations: int = 2) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", help="a real weights file (default: random full-width VGG-19)")
+    ap.add_argument("--weights", default=str(REAL_WEIGHTS) if REAL_WEIGHTS.is_file() else None,
+                    help="weights file (default: the real VGG-19 in ../shared/weights when present, else random "
+                         "full-width weights; 'random' forces those)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison")
     ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per size (best and median shown)")
@@ -248,12 +254,12 @@ def main() -> int:
     if not (SEED / "japanese_garden.jpg").is_file():
         print(f"bench: the origin's images are not at {SEED}", file=sys.stderr)
         return 1
-    weights = load_weights(args.weights) if args.weights else random_weights()
+    weights = load_weights(args.weights) if args.weights and args.weights != "random" else random_weights()
     content = load_image(SEED / "japanese_garden.jpg")
     style = load_image(SEED / "picasso_selfportrait.jpg")
     gpus = tf.config.list_logical_devices("GPU")
     print(f"device: {'GPU ' + gpus[0].name if gpus else 'CPU'} ({os.cpu_count()} cores), TF {tf.__version__}")
-    print(f"weights: {weights.source}")
+    print(f"weights: {weights.source} ({weights.format}, sha256 {(weights.sha256 or '-')[:16]})")
     if "steps" in sections:
         peak = peak_conv_gflops()
         print(f"peak 3x3 conv (256x256x256->256, XLA, best of 5): {peak:.1f} GFLOP/s")
