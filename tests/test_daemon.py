@@ -263,8 +263,10 @@ def test_systemd_notify_protocol_on_a_real_socket(root, thin_mat, tmp_path):
     t.join()
     assert any("STOPPING=1" in m for m in received)
     ready_at = next(i for i, m in enumerate(received) if "READY=1" in m)
+    first_progress = next(i for i, m in enumerate(received) if m.startswith("STATUS=") and "iteration" in m)
+    stopping_at = next(i for i, m in enumerate(received) if "STOPPING=1" in m)
     assert "engine ready" in d.log.split("ready:")[0]  # weights loaded before READY
-    assert ready_at >= 0
+    assert ready_at < first_progress < stopping_at  # ready first, work, then stopping
 
 
 def test_sighup_with_a_broken_config_keeps_running(root, thin_mat):
