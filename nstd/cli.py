@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from nstd import __version__
 from nstd.errors import NstdError, ParamError
+from nstd.images import DEFAULT_MAX_PIXELS
+from nstd.untrusted import YAML_BYTES
 
 
 class ProgressLine:
@@ -162,7 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except NstdError as exc:
             print(f"error: {exc}", file=sys.stderr)
             problems += 1
-    max_yaml = cfg.limits.yaml_bytes if cfg else 65536
+    max_yaml = cfg.limits.yaml_bytes if cfg else YAML_BYTES
     for job in args.jobs:
         path = Path(job)
         try:
@@ -302,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--preset", help="default | origin")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="any job parameter (repeatable)")
-    s.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger input images")
+    s.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger input images")
     s.add_argument("--memory", help="memory the job may use, e.g. 8G (default: the machine's); larger jobs are "
                                     "refined in tiles")
     s.set_defaults(func=cmd_stylize)

@@ -16,7 +16,8 @@ import yaml
 
 from nstd.errors import ConfigError, ParamError
 from nstd.params import resolve, unknown_key_error
-from nstd.untrusted import short
+from nstd.images import FORMATS
+from nstd.untrusted import YAML_BYTES, short
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Limits:
     iterations: int = 5000
     input_pixels: int = 50_000_000
     input_bytes: int = 200_000_000
-    yaml_bytes: int = 65_536
+    yaml_bytes: int = YAML_BYTES
     memory: int | None = None  # bytes the daemon may use; None: the machine's (or cgroup's) memory
 
 
@@ -114,7 +115,8 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "retention.days": (False, 0.001, 100_000, True),
     "retention.keep": (True, 1, 10**9, True),
 }
-CHOICES = {"watch.mode": ("auto", "events", "polling"), "output.format": ("png", "jpg", "webp", "tiff")}
+CHOICES = {"watch.mode": ("auto", "events", "polling"),
+           "output.format": tuple(sorted({ext.lstrip(".") for ext in FORMATS}))}
 
 
 def _number(name: str, value: Any, where: str) -> Any:

@@ -28,7 +28,7 @@ import yaml
 from nstd.atomic import write_bytes_atomic
 from nstd.errors import NstdError, ParamError
 from nstd.images import FORMATS, LoadedImage
-from nstd.untrusted import UnsafeInput, is_regular, kind, load_yaml, read_regular, short
+from nstd.untrusted import YAML_BYTES, UnsafeInput, is_regular, kind, load_yaml, read_regular, short
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 YAML_EXTS = {".yaml", ".yml"}
@@ -113,7 +113,7 @@ ORPHAN_REASON = ("part of no job: name it in a job YAML, or call it NAME.content
                  "in a job folder")
 
 
-def discover(inbox: Path, max_yaml_bytes: int = 65536, refused: list[Refused] | None = None) -> list[Candidate]:
+def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refused] | None = None) -> list[Candidate]:
     """Every job in ``inbox`` (recursively), complete or still arriving.
 
     Symbolic links are never part of a job; those no job names go to ``refused``.

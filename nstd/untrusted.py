@@ -19,6 +19,8 @@ from nstd.errors import NstdError
 
 #: A job YAML holds a few dozen keys; this bounds what one can cost before it is understood.
 MAX_YAML_NODES = 2000
+#: Default largest job YAML (limits.yaml_bytes).
+YAML_BYTES = 65_536
 
 
 class UnsafeInput(NstdError):
