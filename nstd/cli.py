@@ -191,14 +191,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
+    from nstd.status import read_all
+
     cfg = _config(args)
     folder = cfg.paths.state / "status"
-    daemons = []
-    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            daemons.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            continue
+    daemons = read_all(folder)
     from nstd.jobs import daemon_liveness
 
     for d in daemons:

@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,10 @@ from nstd.notify import Notifier
 from nstd.engine.regions import describe as describe_regions
 from nstd.engine.regions import load_regions
 from nstd.params import resolve
+from nstd.status import LIST_MAX as STATUS_LIST_MAX
+from nstd.status import StatusBoard
 
 log = logging.getLogger("nstd")
-#: Lists in the status file are cut here: its size never grows with the inbox.
-STATUS_LIST_MAX = 100
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 
 
@@ -101,7 +100,6 @@ class Daemon:
         self.work_ready = threading.Event()
         self.lock = threading.Lock()
         self.queue: list[Pending] = []
-        self.waiting: list[dict[str, str]] = []
         self.last_prune = -RETENTION_EVERY  # retention runs at start-up, then hourly
         self.refused: dict[str, tuple] = {}  # candidate key -> signature when its claim was refused
         self.orphans: list[Path] = []
@@ -110,11 +108,7 @@ class Daemon:
         self.settler = jobs.Settler()
         self.decode_verdicts: dict[str, tuple[tuple, str | None]] = {}
         self.unsettled = True  # some inbox job still changing: rescan often
-        self.current: dict[str, Any] | None = None
-        self.recent_done: deque = deque(maxlen=20)
-        self.recent_failed: deque = deque(maxlen=20)
-        self.state = "starting"
-        self.started = time.time()
+        self.board = StatusBoard(jobs.host_name())
         self.worker_beat = time.monotonic()
         self.scanner_beat = time.monotonic()
         self.engine: Any = None
@@ -205,7 +199,8 @@ class Daemon:
                 orphans.append(work)
         with self.lock:
             self.queue, self.orphans = pending, orphans
-            self.waiting = waiting[:STATUS_LIST_MAX]
+        self.board.set_queue([{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
+                               "arrived": p.arrived} for p in pending[:STATUS_LIST_MAX]], len(pending), waiting)
         if pending or orphans:
             self.work_ready.set()
 
@@ -288,20 +283,9 @@ class Daemon:
 
     # --- status ---------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        with self.lock:
-            queue = [{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
-                      "waiting_for": p.candidate.waiting_for, "arrived": p.arrived}
-                     for p in self.queue[:STATUS_LIST_MAX]]
-            waiting = list(self.waiting)
-        return {"host": jobs.host_name(), "pid": os.getpid(), "state": self.state, "started": self.started,
-                "updated": time.time(), "device": getattr(self.engine, "device", None), "current": self.current,
-                "queue": queue, "queue_length": len(self.queue), "waiting": waiting,
-                "recent_done": list(self.recent_done), "recent_failed": list(self.recent_failed)}
-
     def write_status(self) -> None:
         try:
-            write_bytes_atomic(self.status_path, json.dumps(self.status(), indent=1, default=str).encode())
+            write_bytes_atomic(self.status_path, self.board.to_json())
             outbox.apply_output_mode(self.status_path, self.cfg)  # share users run `nstd status` too
         except OSError as exc:
             log.warning("cannot write status file %s: %s", self.status_path, exc)
@@ -355,7 +339,7 @@ class Daemon:
         log.error("job=%s cannot be claimed: %s", name, exc)
         try:
             dest = outbox.refused(self.cfg, name, rel, exc, c.files)
-            self.recent_failed.append({"name": name, "error": str(exc), "where": str(dest), "at": time.time()})
+            self.board.job_failed(name, str(exc), str(dest))
         except OSError as err:
             log.error("job=%s: could not write its error record either (%s)", name, err)
 
@@ -370,7 +354,7 @@ class Daemon:
                 log.warning("could not claim a job (%s); trying again", exc)
                 work = None
             if work is None:
-                self.set_status_line(f"idle; {len(self.queue)} job(s) waiting to settle")
+                self.set_status_line(f"idle; {self.board.queue_length} job(s) queued")
                 self.work_ready.wait(timeout=1.0)
                 self.work_ready.clear()
                 continue
@@ -454,10 +438,10 @@ class Daemon:
 
         def progress(p: Any) -> None:
             self.worker_beat = time.monotonic()
-            self.current = {"name": jl.name, "scale": p.scale, "scales": p.scales, "tile": p.tile, "tiles": p.tiles,
-                            "iteration": p.iteration,
-                            "iterations": p.iterations, "loss": p.loss, "elapsed": round(p.elapsed, 1),
-                            "eta": None if p.eta is None else round(p.eta, 1)}
+            self.board.set_current({"name": jl.name, "scale": p.scale, "scales": p.scales, "tile": p.tile,
+                                    "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
+                                    "loss": p.loss, "elapsed": round(p.elapsed, 1),
+                                    "eta": None if p.eta is None else round(p.eta, 1)})
             tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
             self.set_status_line(f"{jl.name}: scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/{p.iterations} "
                                  f"loss {p.loss:.4g} {p.eta_text}")
@@ -473,7 +457,7 @@ class Daemon:
                          lambda fh: fh.write(encode(image, None, "." + cfg.output.format)))
 
         t_run = time.time()
-        self.current = {"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"}
+        self.board.set_current({"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"})
         try:
             result = self.engine.stylize(content, styles, params, init_image=init_image, regions=regions,
                                          progress=progress,
@@ -483,10 +467,10 @@ class Daemon:
         except Interrupted as exc:
             jl("stopping: %s; checkpoint saved, the job resumes on the next start", exc)
             jobs.heartbeat(work, released=True)
-            self.current = None
+            self.board.set_current(None)
             return
         except Exception as exc:  # noqa: BLE001
-            self.current = None
+            self.board.set_current(None)
             attempts = int(meta.get("attempts", 0)) + 1
             if is_transient(exc) and attempts <= cfg.service.retries:
                 delay = cfg.service.retry_backoff * 2 ** (attempts - 1)
@@ -498,7 +482,7 @@ class Daemon:
                 return
             self.fail(work, name, rel, exc, "stylize", params, jl)
             return
-        self.current = None
+        self.board.set_current(None)
         ext = Path(spec.output_name).suffix.lower() if spec.output_name else "." + cfg.output.format
         out_name = Path(spec.output_name).stem if spec.output_name else name
         image_bytes = encode(result.image, result.alpha, ext)
@@ -531,7 +515,7 @@ class Daemon:
         outbox.preview_path(self.cfg, meta.get("name", "job"), meta.get("rel", ".")).unlink(missing_ok=True)
         log.info("job=%s done: %s%s", jl.name, published.get("image"),
                  f"; originals in {where}" if where else "; originals deleted")
-        self.recent_done.append({"name": jl.name, "output": published.get("image"), "at": time.time()})
+        self.board.job_done(jl.name, published.get("image"))
         shutil.rmtree(work, ignore_errors=True)
         self.held.discard(work)
         self.write_status()
@@ -545,9 +529,9 @@ class Daemon:
         # the inputs are safe in failed/ now: nothing after this may fail the failure
         shutil.rmtree(work, ignore_errors=True)
         self.held.discard(work)
-        self.current = None
+        self.board.set_current(None)
         log.error("job=%s failed; inputs and error.yaml are in %s", jl.name, dest)
-        self.recent_failed.append({"name": jl.name, "error": str(exc), "where": str(dest), "at": time.time()})
+        self.board.job_failed(jl.name, str(exc), str(dest))
         try:
             outbox.preview_path(self.cfg, name, rel).unlink(missing_ok=True)
         except OSError as err:
@@ -641,14 +625,14 @@ class Daemon:
                    threading.Thread(target=self.heartbeat, name="nstd-heartbeat", daemon=True)]
         for t in threads:
             t.start()
-        self.state = "ready"
+        self.board.set_state("ready", getattr(self.engine, "device", None))
         self.write_status()
         self.notifier.send("READY=1", f"STATUS=ready; watching {self.cfg.paths.inbox}")
         log.info("ready: watching %s, results to %s", self.cfg.paths.inbox, self.cfg.paths.outbox)
         try:
             self.run_forever()
         finally:
-            self.state = "stopping"
+            self.board.set_state("stopping")
             self.notifier.send("STOPPING=1", "STATUS=stopping")
             for work in list(self.held):
                 if work.exists():

@@ -24,7 +24,7 @@ def write_mask(path, size=(48, 36), mode="L", left=True):
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "1", "LA", "P"])
 def test_masks_in_any_mode_mean_their_white_part(tmp_path, mode):
-    mask = mask_from_image(load_image(write_mask(tmp_path / f"m.png", mode=mode)))
+    mask = mask_from_image(load_image(write_mask(tmp_path / "m.png", mode=mode)))
     assert mask.shape == (36, 48) and mask[:, :20].min() > 0.9 and mask[:, 28:].max() < 0.1
 
 
