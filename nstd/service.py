@@ -20,33 +20,24 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nstd import config as config_mod
-from nstd import jobs, outbox, retention
+from nstd import jobs, outbox
 from nstd.atomic import write_atomic, write_bytes_atomic
 from nstd.config import Config
-from nstd.errors import ConfigError, ImageError, NstdError
+from nstd.errors import ConfigError, NstdError
 from nstd.logs import JournalFormatter, on_journal
 from nstd.images import encode
 from nstd.notify import Notifier
 from nstd.engine.regions import describe as describe_regions
 from nstd.engine.regions import load_regions
 from nstd.params import resolve
-from nstd.status import LIST_MAX as STATUS_LIST_MAX
+from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
 
 log = logging.getLogger("nstd")
-RETENTION_EVERY = 3600.0  # seconds between retention passes
-
-
-@dataclass
-class Pending:
-    candidate: jobs.Candidate
-    arrived: float  # wall clock
-    expired: str | None = None  # set when it waited too long: the reason it fails
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -97,20 +88,13 @@ class Daemon:
         self._stop_logged = False
         self.reload_requested = threading.Event()
         self.wake = threading.Event()
-        self.work_ready = threading.Event()
-        self.lock = threading.Lock()
-        self.queue: list[Pending] = []
-        self.last_prune = -RETENTION_EVERY  # retention runs at start-up, then hourly
-        self.refused: dict[str, tuple] = {}  # candidate key -> signature when its claim was refused
-        self.orphans: list[Path] = []
-        self.held: set[Path] = set()
+        self.held: set[Path] = set()  # work folders this worker owns (the scanner leaves them alone)
         self.deferred: dict[Path, float] = {}
-        self.settler = jobs.Settler()
-        self.decode_verdicts: dict[str, tuple[tuple, str | None]] = {}
-        self.unsettled = True  # some inbox job still changing: rescan often
         self.board = StatusBoard(jobs.host_name())
+        self.handoff = Handoff()
+        self.work_ready = self.handoff.ready
+        self.scanner = Scanner(lambda: self.cfg, self.board, self.handoff, lambda work: work in self.held)
         self.worker_beat = time.monotonic()
-        self.scanner_beat = time.monotonic()
         self.engine: Any = None
         self.weights: Any = None
         self.inbox_watch: Any = None  # nstd.watch.InboxWatch, from run()
@@ -154,106 +138,6 @@ class Daemon:
 
     # --- threads ------------------------------------------------------------------------
 
-    def scan_once(self) -> None:
-        cfg = self.cfg
-        refused: list[jobs.Refused] = []
-        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused)
-        self.settler.update(candidates)
-        pending, unsettled = [], False
-        waiting = [{"name": r.path, "reason": r.reason} for r in refused]
-        for c in candidates:
-            if not self.settler.settled(c, cfg.watch.settle_seconds):
-                unsettled = True  # still being written
-                waiting.append({"name": str(c.rel / c.name), "reason": "still changing (being copied?)"})
-                continue
-            arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c)
-            with self.lock:
-                refused_sig = self.refused.get(c.key)
-                if refused_sig is not None and refused_sig != self.settler.seen[c.key].sig:
-                    del self.refused[c.key]  # changed since: try again
-                    refused_sig = None
-            if refused_sig is not None:
-                waiting.append({"name": str(c.rel / c.name), "reason": "cannot be claimed (see failed/)"})
-                continue
-            problem = c.waiting_for or self._undecodable(c)
-            if problem is None:
-                pending.append(Pending(c, arrived))
-            elif idle > cfg.watch.incomplete_timeout:
-                pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
-                                                   f"(watch.incomplete_timeout) and {problem}"))
-            else:
-                unsettled = True  # a stalled copy: count its idle time
-                waiting.append({"name": str(c.rel / c.name), "reason": problem})
-        self.unsettled = unsettled
-        self.decode_verdicts = {k: v for k, v in self.decode_verdicts.items() if k in self.settler.seen}
-        pending.sort(key=lambda p: p.arrived)
-        orphans = []
-        for work in sorted(self.work_root.iterdir()) if self.work_root.is_dir() else []:
-            if work.name.startswith("."):  # a claim being prepared; holds no inputs yet
-                if time.time() - work.stat().st_mtime > 2 * cfg.service.lease_timeout:
-                    shutil.rmtree(work, ignore_errors=True)
-                continue
-            if work in self.held:
-                continue
-            if jobs.lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout, work):
-                orphans.append(work)
-        with self.lock:
-            self.queue, self.orphans = pending, orphans
-        self.board.set_queue([{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
-                               "arrived": p.arrived} for p in pending[:STATUS_LIST_MAX]], len(pending), waiting)
-        if pending or orphans:
-            self.work_ready.set()
-
-    def _undecodable(self, c: jobs.Candidate) -> str | None:
-        """A settled image that does not decode may be a stalled copy: wait, don't take it.
-
-        The verdict is kept until the job's files change: queued jobs are not decoded
-        again on every scan while a long job runs.
-        """
-        sig = self.settler.seen[c.key].sig
-        cached = self.decode_verdicts.get(c.key)
-        if cached is None or cached[0] != sig:
-            cached = (sig, self._decode_problem(c))
-            self.decode_verdicts[c.key] = cached
-        return cached[1]
-
-    def _decode_problem(self, c: jobs.Candidate) -> str | None:
-        for f in c.files:
-            if f.suffix.lower() in jobs.IMAGE_EXTS:
-                try:
-                    jobs.load_inbox_image(f, self.cfg.limits)
-                except ImageError as exc:
-                    if not exc.arriving:
-                        return None  # certain from the bytes: the worker fails it at once with this message
-                    return f"{f.name} does not decode yet ({exc})"
-                except jobs.JobError:
-                    return None  # a link, or over the size limit: the worker fails it with the reason
-        return None
-
-    def scanner(self) -> None:
-        """Scan when woken by the observer, while a job settles, and every rescan_seconds.
-
-        Settled jobs waiting in the queue need no rescans: a change to them wakes us.
-        """
-        last_full = time.monotonic()
-        while not self.stopping.is_set():
-            woken = self.wake.wait(timeout=min(self.cfg.watch.settle_seconds / 2, 1.0) if self.unsettled else 1.0)
-            self.wake.clear()
-            self.scanner_beat = time.monotonic()
-            if self.inbox_watch is not None:
-                self.inbox_watch.check()
-            if time.monotonic() - self.last_prune >= RETENTION_EVERY:
-                self.last_prune = time.monotonic()
-                r, p = self.cfg.retention, self.cfg.paths
-                retention.prune(p.outbox, p.archive, p.failed, r.days, r.keep)
-            if not (woken or self.unsettled or time.monotonic() - last_full >= self.cfg.watch.rescan_seconds):
-                continue
-            last_full = time.monotonic()
-            try:
-                self.scan_once()
-            except Exception:  # noqa: BLE001 - a scan failure must not kill the service
-                log.exception("scanning %s failed; will try again", self.cfg.paths.inbox)
-
     def heartbeat(self) -> None:
         interval = self.cfg.service.heartbeat_seconds
         wd = self.notifier.watchdog_interval()
@@ -277,7 +161,7 @@ class Daemon:
         now = time.monotonic()
         observer = self.inbox_watch.observer if self.inbox_watch is not None else None
         observer_ok = observer is None or observer.is_alive()
-        scanner_ok = now - self.scanner_beat < max(stall, self.cfg.watch.rescan_seconds + 30)
+        scanner_ok = now - self.scanner.beat < max(stall, self.cfg.watch.rescan_seconds + 30)
         worker_ok = now - self.worker_beat < max(stall, 60.0)
         return observer_ok and scanner_ok and worker_ok
 
@@ -305,9 +189,7 @@ class Daemon:
             if when <= now:
                 del self.deferred[work]
                 return work
-        with self.lock:
-            orphans, queue = list(self.orphans), list(self.queue)
-            self.orphans = []
+        orphans, queue = self.handoff.take()
         for work in orphans:
             new = jobs.take_over(work, self.work_root)
             if new is not None:
@@ -320,9 +202,7 @@ class Daemon:
             except jobs.ClaimRefused as exc:
                 self.refuse(p.candidate, exc)
                 work = None
-            with self.lock:
-                if p in self.queue:
-                    self.queue.remove(p)
+            self.handoff.discard(p)
             if work is not None:
                 if p.expired:
                     jobs.write_yaml(work / "expired.yaml", {"reason": p.expired})
@@ -332,9 +212,7 @@ class Daemon:
     def refuse(self, c: jobs.Candidate, exc: jobs.ClaimRefused) -> None:
         """A job that cannot be claimed fails once, with its reason, inputs untouched in the inbox;
         it is tried again only when its files change."""
-        seen = self.settler.seen.get(c.key)
-        with self.lock:
-            self.refused[c.key] = seen.sig if seen is not None else ()
+        self.scanner.refuse(c)
         rel, name = str(c.rel), c.name
         log.error("job=%s cannot be claimed: %s", name, exc)
         try:
@@ -620,8 +498,10 @@ class Daemon:
         self.load_engine()
         self.inbox_watch = InboxWatch(self.cfg.paths.inbox, self.cfg.watch.mode, self.cfg.watch.poll_interval,
                                       self.wake)
-        self.scan_once()  # everything already waiting, before we say ready
-        threads = [threading.Thread(target=self.scanner, name="nstd-scanner", daemon=True),
+        self.scanner.scan_once()  # everything already waiting, before we say ready
+        scan = threading.Thread(target=self.scanner.loop, args=(self.stopping, self.wake, lambda: self.inbox_watch),
+                                name="nstd-scanner", daemon=True)
+        threads = [scan,
                    threading.Thread(target=self.heartbeat, name="nstd-heartbeat", daemon=True)]
         for t in threads:
             t.start()
