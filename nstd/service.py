@@ -20,8 +20,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nstd import config as config_mod
 from nstd import jobs, outbox
@@ -38,6 +39,23 @@ from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
 
 log = logging.getLogger("nstd")
+
+
+@dataclass
+class JobInputs:
+    """A claimed job, read and decoded: what the engine needs."""
+
+    spec: jobs.JobSpec
+    params: Any  # nstd.params.Params
+    content: Any  # LoadedImage
+    styles: list
+    regions: list | None
+    init_image: Any
+
+
+def params_key(params: Any) -> str:
+    """A checkpoint belongs to exactly these parameters."""
+    return json.dumps(params.as_dict(), sort_keys=True, default=str)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -251,23 +269,33 @@ class Daemon:
                     self.held.discard(work)
 
     def process(self, work: Path) -> None:
-        from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
-        from nstd.report import job_report, relocate_inputs
-
-        cfg = self.cfg
+        """One claimed job, as named steps: read, resume point, run, publish."""
         meta = jobs.read_yaml(work / "meta.yaml")
-        name, rel, form = meta.get("name", work.name), meta.get("rel", "."), meta.get("form", "yaml")
+        name, rel = meta.get("name", work.name), meta.get("rel", ".")
         jl = JobLog(work / "job.log", str(Path(rel) / name) if rel != "." else name)
+        if (work / "published.yaml").exists():
+            self.finish(work, meta, jl)
+            return
+        if not outbox.has_inputs(work):  # already moved to failed/ by an earlier try: nothing left to do
+            log.warning("job=%s: its work folder %s holds no inputs any more; removing it", name, work.name)
+            shutil.rmtree(work, ignore_errors=True)
+            self.held.discard(work)
+            return
+        inputs = self.read_inputs(work, meta, jl)
+        if inputs is None:
+            return
+        resume = self.resume_point(work, inputs.params, jl)
+        t_run = time.time()
+        result = self.run_engine(work, meta, inputs, resume, jl)
+        if result is not None:
+            self.publish(work, meta, inputs, result, resume is None, t_run, jl)
+
+    def read_inputs(self, work: Path, meta: dict[str, Any], jl: JobLog) -> JobInputs | None:
+        """Spec, parameters and decoded images; a job that cannot be read fails here (None)."""
+        cfg = self.cfg
+        name, rel, form = meta.get("name", work.name), meta.get("rel", "."), meta.get("form", "yaml")
         params = None
         try:
-            if (work / "published.yaml").exists():
-                self.finish(work, meta, jl)
-                return
-            if not outbox.has_inputs(work):  # already moved to failed/ by an earlier try: nothing left to do
-                log.warning("job=%s: its work folder %s holds no inputs any more; removing it", name, work.name)
-                shutil.rmtree(work, ignore_errors=True)
-                self.held.discard(work)
-                return
             expired = jobs.read_yaml(work / "expired.yaml").get("reason")
             if expired:
                 raise jobs.JobError(f"{name}: {expired}")
@@ -276,42 +304,88 @@ class Daemon:
             source = spec.content.parent.name if form == "folder" else name
             params = resolve({"preview_every": cfg.output.preview_every, **cfg.defaults, **spec.raw_params},
                              where=f"{source} parameters")
-            content = jobs.load_inbox_image(spec.content, cfg.limits)
-            styles = [(jobs.load_inbox_image(p, cfg.limits), w) for p, w in spec.styles]
-            regions = load_regions(spec.regions, lambda p: jobs.load_inbox_image(p, cfg.limits))
+
+            def load(path: Path) -> Any:
+                return jobs.load_inbox_image(path, cfg.limits)
+
+            content = load(spec.content)
+            styles = [(load(p), w) for p, w in spec.styles]
+            regions = load_regions(spec.regions, load)
             jobs.check_limits(params, content.size, cfg.limits, source)
             init_image = None
             if params.init not in ("noise", "content", "style"):
-                init_image = jobs.load_inbox_image(jobs.inside(spec.content.parent, params.init, "init", source),
-                                                   cfg.limits)
+                init_image = load(jobs.inside(spec.content.parent, params.init, "init", source))
             jl("content %s %dx%d; styles %s", spec.content.name, *content.size,
                ", ".join(f"{p.name} (weight {w:g})" for p, w in spec.styles))
             jl("parameters: preset %s, solver %s, size %s, iterations %d, seed %s", params.preset, params.solver,
                params.size, params.iterations, params.seed)
+            return JobInputs(spec, params, content, styles, regions, init_image)
         except NstdError as exc:
             self.fail(work, name, rel, exc, exc.phase, params, jl)
-            return
         except Exception as exc:  # noqa: BLE001 - unreadable inputs are the job's problem, not ours
             self.fail(work, name, rel, exc, "input", params, jl)
-            return
+        return None
+
+    @staticmethod
+    def resume_point(work: Path, params: Any, jl: JobLog) -> dict[str, Any] | None:
+        """The checkpoint to continue from, if it was made with these very parameters."""
+        from nstd.engine import load_checkpoint
 
         ckpt = work / "checkpoint.npz"
-        key = json.dumps(params.as_dict(), sort_keys=True, default=str)
-        resume = None
-        if ckpt.exists():
-            try:
-                state = load_checkpoint(ckpt.read_bytes())
-                if state.get("params") == key:
-                    resume = state
-                    jl("resuming from checkpoint at scale %d, iteration %d", state["scale"] + 1, state["iteration"])
-                else:
-                    jl("parameters changed since the checkpoint: starting over")
-            except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
-                jl("checkpoint unreadable (%s): starting over", exc, level=logging.WARNING)
+        if not ckpt.exists():
+            return None
+        try:
+            state = load_checkpoint(ckpt.read_bytes())
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
+            jl("checkpoint unreadable (%s): starting over", exc, level=logging.WARNING)
+            return None
+        if state.get("params") != params_key(params):
+            jl("parameters changed since the checkpoint: starting over")
+            return None
+        jl("resuming from checkpoint at scale %d, iteration %d", state["scale"] + 1, state["iteration"])
+        return state
+
+    def run_engine(self, work: Path, meta: dict[str, Any], inputs: JobInputs, resume: dict[str, Any] | None,
+                   jl: JobLog) -> Any:
+        """The optimisation; None when it stopped for a restart, was deferred for a retry, or failed."""
+        from nstd.engine import Interrupted, save_checkpoint
+
+        cfg, params = self.cfg, inputs.params
+        name, rel = meta.get("name", work.name), meta.get("rel", ".")
+        key = params_key(params)
 
         def save(state: dict[str, Any]) -> None:
-            write_atomic(ckpt, lambda fh: fh.write(save_checkpoint({**state, "params": key})))
+            write_atomic(work / "checkpoint.npz", lambda fh: fh.write(save_checkpoint({**state, "params": key})))
 
+        def preview(image: Any, iteration: int) -> None:
+            write_atomic(outbox.preview_path(cfg, name, rel),
+                         lambda fh: fh.write(encode(image, None, "." + cfg.output.format)))
+
+        self.board.set_current({"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"})
+        try:
+            return self.engine.stylize(inputs.content, inputs.styles, params, init_image=inputs.init_image,
+                                       regions=inputs.regions, progress=self.progress_reporter(jl), checkpoint=save,
+                                       checkpoint_every=cfg.service.checkpoint_every, resume=resume,
+                                       preview=preview, should_stop=self.note_stop)
+        except Interrupted as exc:
+            jl("stopping: %s; checkpoint saved, the job resumes on the next start", exc)
+            jobs.heartbeat(work, released=True)
+        except Exception as exc:  # noqa: BLE001
+            attempts = int(meta.get("attempts", 0)) + 1
+            if is_transient(exc) and attempts <= cfg.service.retries:
+                delay = cfg.service.retry_backoff * 2 ** (attempts - 1)
+                jobs.write_yaml(work / "meta.yaml", {**meta, "attempts": attempts})
+                jl("transient failure (%s: %s); retry %d/%d in %.0fs", type(exc).__name__, exc, attempts,
+                   cfg.service.retries, delay, level=logging.WARNING)
+                self.deferred[work] = time.monotonic() + delay
+            else:
+                self.fail(work, name, rel, exc, "stylize", params, jl)
+        finally:
+            self.board.set_current(None)
+        return None
+
+    def progress_reporter(self, jl: JobLog) -> Callable[[Any], None]:
+        """Progress to the status board, systemd's STATUS= line and (every 10 s) the job log."""
         last_log = [0.0]
 
         def progress(p: Any) -> None:
@@ -330,48 +404,26 @@ class Daemon:
                    p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv, p.elapsed,
                    p.eta_text)
 
-        def preview(image: Any, iteration: int) -> None:
-            write_atomic(outbox.preview_path(cfg, name, rel),
-                         lambda fh: fh.write(encode(image, None, "." + cfg.output.format)))
+        return progress
 
-        t_run = time.time()
-        self.board.set_current({"name": jl.name, "iteration": 0, "iterations": params.iterations, "phase": "starting"})
-        try:
-            result = self.engine.stylize(content, styles, params, init_image=init_image, regions=regions,
-                                         progress=progress,
-                                         checkpoint=save, checkpoint_every=cfg.service.checkpoint_every,
-                                         resume=resume, preview=preview,
-                                         should_stop=self.note_stop)
-        except Interrupted as exc:
-            jl("stopping: %s; checkpoint saved, the job resumes on the next start", exc)
-            jobs.heartbeat(work, released=True)
-            self.board.set_current(None)
-            return
-        except Exception as exc:  # noqa: BLE001
-            self.board.set_current(None)
-            attempts = int(meta.get("attempts", 0)) + 1
-            if is_transient(exc) and attempts <= cfg.service.retries:
-                delay = cfg.service.retry_backoff * 2 ** (attempts - 1)
-                meta["attempts"] = attempts
-                jobs.write_yaml(work / "meta.yaml", meta)
-                jl("transient failure (%s: %s); retry %d/%d in %.0fs", type(exc).__name__, exc, attempts,
-                   cfg.service.retries, delay, level=logging.WARNING)
-                self.deferred[work] = time.monotonic() + delay
-                return
-            self.fail(work, name, rel, exc, "stylize", params, jl)
-            return
-        self.board.set_current(None)
+    def publish(self, work: Path, meta: dict[str, Any], inputs: JobInputs, result: Any, fresh: bool, t_run: float,
+                jl: JobLog) -> None:
+        """Result, report and log to the outbox (once), then the originals to the archive."""
+        from nstd.report import job_report, relocate_inputs
+
+        cfg, spec = self.cfg, inputs.spec
+        name, rel, form = meta.get("name", work.name), meta.get("rel", "."), meta.get("form", "yaml")
         ext = Path(spec.output_name).suffix.lower() if spec.output_name else "." + cfg.output.format
         out_name = Path(spec.output_name).stem if spec.output_name else name
-        image_bytes = encode(result.image, result.alpha, ext)
+        claimed = float(meta.get("claimed", t_run))
         report = job_report(
-            status="done", result=result, params=params, content=content, styles=styles,
-            **describe_regions(regions), weights=self.weights,
+            status="done", result=result, params=inputs.params, content=inputs.content, styles=inputs.styles,
+            **describe_regions(inputs.regions), weights=self.weights,
             output=None, device=self.engine.device, history_every=max(1, result.iterations // 100),
-            timings={"queue_wait": round(float(meta.get("claimed", t_run)) - float(meta.get("arrived", t_run)), 3),
-                     "claim_to_first_iteration": round(t_run - float(meta.get("claimed", t_run))
-                                                       + result.timings.get("first_iteration_start", 0.0), 3)
-                     if resume is None else None,
+            timings={"queue_wait": round(claimed - float(meta.get("arrived", t_run)), 3),
+                     "claim_to_first_iteration": round(t_run - claimed + result.timings.get("first_iteration_start",
+                                                                                            0.0), 3)
+                     if fresh else None,
                      "wall": round(time.time() - t_run, 3)},
             job={"name": name, "folder": rel, "form": form, "attempts": int(meta.get("attempts", 0)) + 1},
         )
@@ -381,7 +433,7 @@ class Daemon:
         meta["archive_to"] = str(target) if target is not None else None
         jobs.write_yaml(work / "meta.yaml", meta)
         relocate_inputs(report, work / "input", target)
-        outbox.publish(work, cfg, out_name, rel, image_bytes, ext, report, jl.text())
+        outbox.publish(work, cfg, out_name, rel, encode(result.image, result.alpha, ext), ext, report, jl.text())
         self.finish(work, meta, jl)
 
     def finish(self, work: Path, meta: dict[str, Any], jl: JobLog) -> None:
