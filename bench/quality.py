@@ -166,10 +166,11 @@ def main() -> int:
             print(f"{pair}: at jcjohnson's style match {j['style']:.3f}, {verdict}", flush=True)
             table.append({"pair": pair, "recipe": "curve at jcjohnson's style",
                           "content": None if ours is None else round(ours, 4), "style": j["style"]})
-    sheet(rows, out / f"recipes-{args.size}.png")
-    sheet(strips, out / f"strength-{args.size}.png")
-    (out / f"quality-{args.size}.json").write_text(json.dumps(table, indent=1))
-    print(f"sheets: {out}/recipes-{args.size}.png, {out}/strength-{args.size}.png")
+        # after every pair, so a long run stopped early still leaves its sheets and table
+        sheet(rows, out / f"recipes-{args.size}.png")
+        sheet(strips, out / f"strength-{args.size}.png")
+        (out / f"quality-{args.size}.json").write_text(json.dumps(table, indent=1))
+        print(f"sheets: {out}/recipes-{args.size}.png, {out}/strength-{args.size}.png", flush=True)
     return 0
 
 
