@@ -294,7 +294,8 @@ def parse_styles(value: Any, folder: Path, source: str) -> list[tuple[Path, floa
         if isinstance(item, dict):
             unknown = set(item) - {"path", "weight"}
             if unknown or "path" not in item:
-                raise JobError(f"{source}: each style entry is {{path, weight}}; got keys {short(sorted(map(str, item)))}.")
+                raise JobError(f"{source}: each style entry is {{path, weight}}; "
+                               f"got keys {short(sorted(map(str, item)))}.")
             weight = item.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
                 raise JobError(f"{source}: style weight must be a positive number, got {short(weight)}.")

@@ -474,7 +474,8 @@ class Daemon:
         crashes = int(meta.get("crashes", 0)) + 1
         name, rel = meta.get("name", work.name), meta.get("rel", ".")
         if crashes <= self.cfg.service.retries and work.exists():
-            log.exception("job=%s unexpected error (%d/%d); it will be retried", name, crashes, self.cfg.service.retries)
+            log.exception("job=%s unexpected error (%d/%d); it will be retried", name, crashes,
+                          self.cfg.service.retries)
             jobs.write_yaml(work / "meta.yaml", {**meta, "crashes": crashes})
             self.deferred[work] = time.monotonic() + self.cfg.service.retry_backoff
             return

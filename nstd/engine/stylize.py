@@ -28,8 +28,8 @@ from nstd.params import Params
 
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
-GRAM_TILE_MARGIN = 32
-TILE_SWEEPS = 2  # block-coordinate sweeps over the tiles of a scale (see Engine._tiled)  # context read around each core when a style image is measured in tiles
+GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
+TILE_SWEEPS = 2  # block-coordinate sweeps over the tiles of a scale (see Engine._tiled)
 
 
 class Interrupted(Exception):
