@@ -22,6 +22,18 @@ def write_mask(path, size=(48, 36), mode="L", left=True):
     return path
 
 
+def regions_job(inbox, name):
+    """A YAML job in ``inbox``: the sky half gets a style, the ground half none."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    make_image(inbox / "photo.png", seed=1)
+    make_image(inbox / "starry.png", seed=2)
+    write_mask(inbox / "sky.png")
+    write_mask(inbox / "ground.png", left=False)
+    (inbox / f"{name}.yaml").write_text(yaml.safe_dump({"content": "photo.png", "regions": [
+        {"mask": "sky.png", "style": "starry.png"}, {"mask": "ground.png"}]}))
+    return inbox
+
+
 @pytest.mark.parametrize("mode", ["L", "RGB", "1", "LA", "P"])
 def test_masks_in_any_mode_mean_their_white_part(tmp_path, mode):
     mask = mask_from_image(load_image(write_mask(tmp_path / "m.png", mode=mode)))
@@ -44,14 +56,7 @@ def test_bad_masks_get_clear_errors(tmp_path):
 
 
 def test_yaml_and_folder_jobs_name_their_masks(tmp_path):
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    make_image(inbox / "photo.png", seed=1)
-    make_image(inbox / "starry.png", seed=2)
-    write_mask(inbox / "sky.png")
-    write_mask(inbox / "ground.png", left=False)
-    (inbox / "two.yaml").write_text(yaml.safe_dump({"content": "photo.png", "regions": [
-        {"mask": "sky.png", "style": "starry.png"}, {"mask": "ground.png"}]}))
+    inbox = regions_job(tmp_path / "inbox", "two")
     (c,) = discover(inbox)
     assert c.waiting_for is None and {p.name for p in c.files} == {"two.yaml", "photo.png", "starry.png", "sky.png",
                                                                    "ground.png"}
@@ -110,14 +115,7 @@ def test_daemon_runs_a_regions_job(tmp_path, thin_mat):
 
     root = tmp_path / "nstd"
     cfg = write_config(root, thin_mat)
-    inbox = root / "inbox"
-    inbox.mkdir(parents=True)
-    make_image(inbox / "photo.png", seed=1)
-    make_image(inbox / "starry.png", seed=2)
-    write_mask(inbox / "sky.png")
-    write_mask(inbox / "ground.png", left=False)
-    (inbox / "masked.yaml").write_text(yaml.safe_dump({"content": "photo.png", "regions": [
-        {"mask": "sky.png", "style": "starry.png"}, {"mask": "ground.png"}]}))
+    regions_job(root / "inbox", "masked")
     with Daemon(cfg) as d:
         wait_until(lambda: (root / "outbox" / "masked.report.yaml").is_file(), 60, "the regions job")
         assert d.stop() == 0
