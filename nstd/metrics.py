@@ -94,3 +94,15 @@ class Judge:
         colour = colour_distance(image, self.style) / self.base_colour
         texture = self._gram(image) / self.base_gram
         return Scores(content_preservation(image, self.content), 1.0 - 0.5 * (colour + texture))
+
+
+def line_energy(image: np.ndarray, rows: list[int], columns: list[int], reach: int = 2) -> float:
+    """Mean |difference| between neighbouring pixels across the given lines, and ``reach``
+    boundaries either side (a seam may sit a pixel off). A tile border is at ``rows`` and
+    ``columns``; compare a tiled result with the untiled one on the same lines."""
+    x = np.asarray(image, np.float64)
+    dx = np.abs(np.diff(x, axis=1)).mean(axis=(0, 2))  # dx[i]: between columns i and i+1
+    dy = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2))
+    near = [dx[i] for c in columns for i in range(c - 1 - reach, c + reach) if 0 <= i < dx.size]
+    near += [dy[i] for r in rows for i in range(r - 1 - reach, r + reach) if 0 <= i < dy.size]
+    return float(np.mean(near))

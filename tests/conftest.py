@@ -59,3 +59,27 @@ def shared_seed() -> Path:
     if not (seed / "japanese_garden.jpg").is_file():
         pytest.skip(f"shared data not found at {seed}")
     return seed
+
+
+REAL_WEIGHTS = SHARED.parent / "weights" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+@pytest.fixture(scope="session")
+def real_engine():
+    """The engine on the real ImageNet VGG-19 weights, for tests that judge pictures."""
+    if not REAL_WEIGHTS.is_file():
+        pytest.skip(f"real VGG-19 weights not found at {REAL_WEIGHTS}")
+    from nstd.engine import Engine, load_weights
+
+    return Engine(load_weights(REAL_WEIGHTS))
+
+
+@pytest.fixture(scope="session")
+def real_pair():
+    """tubingen.jpg + starry_night.jpg, loaded."""
+    from nstd.images import load_image
+
+    content, style = SHARED / "images" / "tubingen.jpg", SHARED / "images" / "starry_night.jpg"
+    if not (content.is_file() and style.is_file()):
+        pytest.skip(f"shared images not found under {SHARED}")
+    return load_image(content), load_image(style)

@@ -8,30 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from nstd.images import load_image, resize
+from nstd.images import resize
 from nstd.metrics import Judge
 from nstd.params import resolve
-from tests.conftest import SHARED
 
 pytestmark = pytest.mark.timeout(600)
-REAL_WEIGHTS = SHARED.parent / "weights" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
 @pytest.fixture(scope="module")
-def real_engine():
-    if not REAL_WEIGHTS.is_file():
-        pytest.skip(f"real VGG-19 weights not found at {REAL_WEIGHTS}")
-    from nstd.engine import Engine, load_weights
-
-    return Engine(load_weights(REAL_WEIGHTS))
-
-
-@pytest.fixture(scope="module")
-def pair():
-    content, style = SHARED / "images" / "tubingen.jpg", SHARED / "images" / "starry_night.jpg"
-    if not (content.is_file() and style.is_file()):
-        pytest.skip(f"shared images not found under {SHARED}")
-    return load_image(content), load_image(style)
+def pair(real_pair):
+    return real_pair
 
 
 def run(engine, pair, **raw):

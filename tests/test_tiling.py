@@ -8,8 +8,10 @@ import tensorflow as tf
 
 from nstd.engine import Engine, Interrupted, load_checkpoint, load_weights, save_checkpoint
 from nstd.engine import memory
-from nstd.engine.stylize import GRAM_TILE_MARGIN, _owned_origin
+from nstd.engine import tiling
+from nstd.engine.stylize import GRAM_TILE_MARGIN
 from nstd.images import load_image
+from nstd.metrics import line_energy
 from nstd.params import resolve
 from tests.conftest import make_image
 
@@ -30,9 +32,28 @@ def test_tiles_cover_the_image_evenly_with_one_shape():
     for t in layout:
         covered[t.y0:t.y1, t.x0:t.x1] += 1
     assert covered.min() >= 1
-    owned = [_owned_origin(layout, i) for i in range(len(layout))]
-    sizes = [(t.y1 - oy) * (t.x1 - ox) for t, (oy, ox) in zip(layout, owned)]
-    assert sum(sizes) == 1000 * 700 and min(sizes) > 0.5 * max(sizes)  # no thin strips
+    owned = np.zeros((700, 1000), int)
+    for w in tiling.windows(1000, 700, 256):
+        owned[w.owned.y0:w.owned.y1, w.owned.x0:w.owned.x1] += 1
+    assert (owned == 1).all()  # the owned parts partition the image
+    sizes = [(w.owned.y1 - w.owned.y0) * (w.owned.x1 - w.owned.x0) for w in tiling.windows(1000, 700, 256)]
+    assert min(sizes) > 0.5 * max(sizes)  # no thin strips
+
+
+def test_a_tiles_moves_fade_across_shared_borders_and_sum_to_one_step():
+    tiles = tiling.windows(300, 200, 128)
+    total = np.zeros((200, 300))
+    for w in tiles:
+        total[w.region] += w.weight
+        o = w.owned
+        inner = w.weight[o.y0 - w.rows.start + tiling.RAMP:o.y1 - w.rows.start - tiling.RAMP,
+                         o.x0 - w.cols.start + tiling.RAMP:o.x1 - w.cols.start - tiling.RAMP]
+        assert (inner == 1).all()
+    # every pixel takes exactly one whole step per sweep, shared between the tiles at a border
+    assert np.allclose(total, 1.0)
+    rows, cols = tiling.borders(300, 200, 128)
+    first = tiles[0].weight[0, :]
+    assert first[cols[0] - tiling.RAMP - 1] == 1 and 0 < first[cols[0]] < 1 and first[cols[0] + tiling.RAMP] == 0
 
 
 def test_memory_prediction_grows_with_pixels_and_the_tile_fits():
@@ -83,48 +104,41 @@ def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, big_pair, monkey
     assert r.image.shape == (144, 192, 3) and r.iterations > 0
 
 
-def seam_energy(image: np.ndarray, columns: list[int], rows: list[int]) -> tuple[float, float]:
-    """Mean |horizontal/vertical difference| on seam lines vs everywhere else."""
-    dx = np.abs(np.diff(image, axis=1)).mean(axis=(0, 2))  # per column boundary
-    dy = np.abs(np.diff(image, axis=0)).mean(axis=(1, 2))  # per row boundary
-    seam = [dx[c - 1] for c in columns] + [dy[r - 1] for r in rows]
-    mask_c = np.ones(dx.shape, bool)
-    mask_c[[c - 1 for c in columns]] = False
-    mask_r = np.ones(dy.shape, bool)
-    mask_r[[r - 1 for r in rows]] = False
-    elsewhere = np.concatenate([dx[mask_c], dy[mask_r]])
-    return float(np.mean(seam)), float(np.mean(elsewhere))
-
-
-@pytest.mark.parametrize("objective", [
-    {"preset": "origin", "solver": "fast"},
-    pytest.param({}, marks=pytest.mark.xfail(strict=True, reason="issue 8: on the normalised default objective "
-                                                                  "two block-coordinate sweeps still leave 1-px seams (1.4x)")),
-], ids=["origin-objective", "default-objective"])
-def test_tiled_result_has_no_visible_seams_and_a_close_loss(engine, big_pair, objective):
-    content, style = big_pair
+def tiled_and_whole(engine, pair, raw: dict):
+    content, style = pair
     # as in real use: a whole-image coarse pass, then the full size refined in tiles (or not)
-    base = {**objective, "size": 192, "iterations": 30, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
+    base = {**raw, "size": 192, "iterations": 30, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
     whole = engine.stylize(content, [(style, 1.0)], resolve(base))
     tiled = engine.stylize(content, [(style, 1.0)], resolve({**base, "tile_size": 128}))
-    layout = memory.tiles(192, 144, 128)
-    assert len(layout) == 4 and tiled.final["tiles"] == 4
-    # a seam would show where one tile's pixels meet the next one's: where ownership changes
-    origins = [_owned_origin(layout, i) for i in range(len(layout))]
-    rows = sorted({y for y, _ in origins if y > 0})
-    columns = sorted({x for _, x in origins if x > 0})
-    seam, elsewhere = seam_energy(tiled.image, columns, rows)
-    base_seam, base_elsewhere = seam_energy(whole.image, columns, rows)
-    print(f"seam energy tiled {seam:.2f} vs elsewhere {elsewhere:.2f}; untiled {base_seam:.2f} vs {base_elsewhere:.2f}")
-    # the untiled image has content edges on those lines too: compare like with like
-    assert seam / elsewhere <= 1.25 * base_seam / base_elsewhere, (seam, elsewhere, base_seam, base_elsewhere)
+    assert tiled.final["tiles"] == 4
+    h, w = whole.image.shape[:2]
+    rows, cols = tiling.borders(w, h, 128)
     p = resolve(base)
-    loss_whole = engine.evaluate(whole.image, content, [(style, 1.0)], p)["loss"]
-    loss_tiled = engine.evaluate(tiled.image, content, [(style, 1.0)], p)["loss"]
-    start = engine.evaluate(content.rgb, content, [(style, 1.0)], p)["loss"]
-    assert loss_tiled < start / 5  # it did style transfer
-    print(f"loss tiled {loss_tiled:.1f} vs untiled {loss_whole:.1f} (start {start:.1f})")
-    assert loss_tiled <= 1.5 * loss_whole, (loss_tiled, loss_whole)  # stated margin: within 1.5x
+    loss = {k: engine.evaluate(r.image, content, [(style, 1.0)], p)["loss"] for k, r in (("whole", whole),
+                                                                                          ("tiled", tiled))}
+    loss["start"] = engine.evaluate(content.rgb, content, [(style, 1.0)], p)["loss"]
+    energy = line_energy(tiled.image, rows, cols) / line_energy(whole.image, rows, cols)
+    print(f"border edge energy tiled/untiled {energy:.3f}; loss {loss}")
+    return energy, loss
+
+
+def test_tiled_result_on_real_weights_has_no_visible_seams_and_the_same_loss(real_engine, real_pair):
+    """The issue's case: real weights, the default objective, tubingen + starry night.
+
+    Hard tile borders drew 1-px dotted lines here (edge energy at the borders 1.4x to 4x
+    the untiled image's). Two independent runs differ by about ±15% on arbitrary lines.
+    """
+    energy, loss = tiled_and_whole(real_engine, real_pair, {})
+    assert 0.75 <= energy <= 1.25, energy
+    assert loss["tiled"] < loss["start"] / 2  # it did style transfer
+    assert loss["tiled"] <= 1.1 * loss["whole"], loss
+
+
+def test_tiled_result_on_the_origin_objective_has_no_seams(engine, big_pair):
+    energy, loss = tiled_and_whole(engine, big_pair, {"preset": "origin", "solver": "fast"})
+    assert energy <= 1.25, energy  # smooth synthetic pictures: little edge energy anywhere to compare
+    assert loss["tiled"] < loss["start"] / 5
+    assert loss["tiled"] <= 1.5 * loss["whole"], loss
 
 
 def test_tiled_style_statistics_match_whole_image_ones(engine, tmp_path):

@@ -16,7 +16,6 @@ FORWARD_BYTES_PER_PIXEL = 1200  # forward only (targets): no activations kept fo
 SAFETY = 0.85  # use at most this share of what is free
 MIN_TILE = 128
 TILE_MARGIN = 48  # context frame around a tile (pixels, a multiple of 16: conv5_1 sees 3 of its cells)
-TILE_BAND = 16  # frozen pixels next to a tile whose features still enter its losses (no seam lines)
 
 
 def solver_bytes_per_pixel(optimizer: str, lbfgs_memory: int) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from nstd.engine.backend import tf
 
-from nstd.engine import memory
+from nstd.engine import memory, tiling
 from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
@@ -424,86 +424,67 @@ class Engine:
         solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
         best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
-        return best[1], best[2]
+        return best.x, best.parts
 
     def _tiled(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray, side: int,
                restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
         """Refine tile by tile (row-major): block-coordinate descent on the whole image's loss.
 
-        The style loss is on the whole image's Gram, kept as running sums of FᵀF. A tile's
+        The style loss is on the whole image's Gram (a :class:`tiling.StyleLedger`). A tile's
         Gram target is what the whole image still lacks given every other region
         ((N·G* − others)/Nᵣ), and its style weight is scaled by its share of the pixels, so
         optimising the tile is optimising the whole image over those pixels: tiles agree by
-        construction. A tile moves only the pixels it owns (no earlier tile does); a frozen
-        frame of real neighbours gives its features their true context, and its losses see
-        its pixels plus a thin band, so edge pixels are not left unconstrained.
+        construction. A frame of real neighbours gives its features their true context; its
+        moves fade out across the borders it shares (:class:`tiling.Window`), so no pixel
+        line is left to serve features on both sides (1-px seams on real weights).
 
         Two sweeps share the iterations: in one pass the first tile chases a target computed
         while its neighbours were still unstylized (it overshoots); the second sweep sees
-        every neighbour in its new state, which removes the stronger first tile. Faint 1-px
-        seams remain on the normalised objective (a strict xfail in tests/test_tiling.py).
+        every neighbour in its new state, which removes the stronger first tile.
         """
         h, w = c_rgb.shape[:2]
         params = run.params
         s_layers = tuple(n for n, _ in params.style_layers)
-        m, band = memory.TILE_MARGIN, memory.TILE_BAND
-        layout = memory.tiles(w, h, side)
+        tiles = tiling.windows(w, h, side)
         x_full = np.asarray(restored["x_full"] if restored is not None else x0, np.float64).copy()
         first = int(restored["tile"]) if restored is not None else 0
-        windows = []
-        for ti, t in enumerate(layout):
-            oy0, ox0 = _owned_origin(layout, ti)
-            ry0, rx0 = max(0, (t.y0 - m) // 16 * 16), max(0, (t.x0 - m) // 16 * 16)  # pooling grid kept
-            ry1, rx1 = min(h, t.y1 + m), min(w, t.x1 + m)
-            owned = (oy0 - ry0, ry1 - t.y1, ox0 - rx0, rx1 - t.x1)
-            seen = (max(0, owned[0] - band), max(0, owned[1] - band), max(0, owned[2] - band),
-                    max(0, owned[3] - band))
-            windows.append(((slice(ry0, ry1), slice(rx0, rx1)), owned, seen, (oy0, t.y1, ox0, t.x1)))
-        # whole-image ΣFᵀF and counts, from the owned parts (a partition of the image)
-        sums = [np.zeros_like(g, np.float64) for g in grams]
-        counts = [0] * len(grams)
+
+        def measure(x: np.ndarray, frame: tiling.Frame) -> list[tuple[np.ndarray, int]]:
+            return self._region_sums(x, frame, s_layers, params.pooling)
+
         if restored is not None:  # exactly as they were, for a bit-identical resume
-            sums = [np.asarray(restored["tile_sums"][str(i)], np.float64) for i in range(len(grams))]
-            counts = [int(c) for c in restored["tile_counts"]]
+            ledger = tiling.StyleLedger(measure, [np.asarray(restored["tile_sums"][str(i)], np.float64)
+                                                  for i in range(len(grams))],
+                                        [int(c) for c in restored["tile_counts"]])
         else:
-            for sl, owned, _, _ in windows:
-                for i, (g, n) in enumerate(self._region_sums(x_full[sl], owned, s_layers, params.pooling)):
-                    sums[i] += g
-                    counts[i] += n
+            ledger = tiling.StyleLedger.of(measure, x_full, tiles)
         weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
         finals: dict[int, dict[str, float]] = {}
-        visits = TILE_SWEEPS * len(layout)
+        visits = TILE_SWEEPS * len(tiles)
         per_visit = max(1, run.its[si] // TILE_SWEEPS)
         for g in range(first, visits):
-            ti = g % len(layout)
-            sl, owned, seen, (oy0, oy1, ox0, ox1) = windows[ti]
-            before = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
-            targets = [((counts[i] * g.astype(np.float64) - (sums[i] - before[i][0])) / before[i][1]).astype(np.float32)
-                       for i, g in enumerate(grams)]
-            share = before[-1][1] / counts[-1]
+            tile = tiles[g % len(tiles)]
+            base = x_full[tile.region].copy()
+            targets, share, held = ledger.targets(grams, base, tile)
             tile_weights = weights.copy()
             tile_weights[len(params.content_layers):-1] *= share
-            frozen = np.ones(x_full[sl].shape[:2], bool)
-            frozen[oy0 - sl[0].start:oy1 - sl[0].start, ox0 - sl[1].start:ox1 - sl[1].start] = False
-            fg = _frozen(self.objective(c_rgb[sl], targets, params, tile_weights, seen), frozen)
-            solver = make_solver(x_full[sl], fg, params)
-            best, start = run.begin(solver, x_full[sl], restored if g == first else None)
+            fg = tile.objective(self.objective(c_rgb[tile.region], targets, params, tile_weights, tile.seen), base)
+            solver = make_solver(base, fg, params)
+            best, start = run.begin(solver, base, restored if g == first else None)
             tile_budget = None
             if budget_left is not None:
                 tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (visits - g)
             extra = {"tile": g, "tiles": visits, "tile_side": side, "x_full": x_full,
-                     "tile_sums": {str(i): a for i, a in enumerate(sums)}, "tile_counts": counts}
+                     "tile_sums": {str(i): a for i, a in enumerate(ledger.sums)}, "tile_counts": ledger.counts}
             best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
-            x_full[sl] = best[1]
-            after = self._region_sums(x_full[sl], seen, s_layers, params.pooling)
-            for i in range(len(sums)):
-                sums[i] += after[i][0] - before[i][0]
-            finals[ti] = best[2]
+            x_full[tile.region] = tile.moved(base, best.x)
+            ledger.update(held, x_full[tile.region], tile)
+            finals[g % len(tiles)] = best.parts
         final = {k: float(np.mean([f[k] for f in finals.values() if k in f]))
                  for k in ("loss", "content", "style", "tv")}
-        return x_full, {**final, "tiles": len(layout)}
+        return x_full, {**final, "tiles": len(tiles)}
 
     def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
                      pooling: str) -> list[tuple[np.ndarray, int]]:
@@ -588,14 +569,6 @@ def total_variation(rgb: np.ndarray) -> float:
     return float((np.sum(np.diff(x, axis=0) ** 2) + np.sum(np.diff(x, axis=1) ** 2)) / x.size)
 
 
-def _owned_origin(layout: list[memory.Tile], ti: int) -> tuple[int, int]:
-    """Top-left of the part of tile ``ti`` that no earlier tile (row-major) owns."""
-    t = layout[ti]
-    above = [u.y1 for u in layout[:ti] if u.y0 < t.y0]
-    left = [u.x1 for u in layout[:ti] if u.y0 == t.y0 and u.x0 < t.x0]
-    return max([t.y0] + above), max([t.x0] + left)
-
-
 def _crop(t: Any, margin: tuple[int, int, int, int], layer: str | None = None) -> Any:
     """Drop a frame of (top, bottom, left, right) input pixels from an NHWC tensor.
 
@@ -608,17 +581,13 @@ def _crop(t: Any, margin: tuple[int, int, int, int], layer: str | None = None) -
     return t[:, top:t.shape[1] - bottom, left:t.shape[2] - right, :]
 
 
-def _frozen(fg: Callable, mask: np.ndarray) -> Callable:
-    """``fg`` with zero gradient on ``mask``: those pixels stay as they are (both solvers)."""
-    if not mask.any():
-        return fg
+@dataclass(frozen=True)
+class Best:
+    """The lowest-loss image of one solver run so far: what a run returns, however it ends."""
 
-    def wrapped(x: np.ndarray):
-        f, g, parts = fg(x)
-        g[mask] = 0.0
-        return f, g, parts
-
-    return wrapped
+    loss: float
+    x: np.ndarray
+    parts: dict[str, float]
 
 
 @dataclass
@@ -657,24 +626,24 @@ class _Run:
         return left if si == len(self.its) - 1 else 0.25 * left
 
     @staticmethod
-    def begin(solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None):
+    def begin(solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None) -> tuple[Best, int]:
         """(best, first iteration) for a fresh or restored solver."""
         if restored is None:
-            return (float("inf"), np.asarray(x0, np.float64), {}), 0
+            return Best(float("inf"), np.asarray(x0, np.float64), {}), 0
         solver.load_state(restored["solver"])
-        return (restored["best_loss"], restored["best_x"], dict(restored.get("best_parts", {}))), \
+        return Best(restored["best_loss"], restored["best_x"], dict(restored.get("best_parts", {}))), \
             int(restored["iteration"])
 
-    def snapshot(self, si: int, it: int, solver: Solver, best, extra: dict[str, Any]) -> dict[str, Any]:
+    def snapshot(self, si: int, it: int, solver: Solver, best: Best, extra: dict[str, Any]) -> dict[str, Any]:
         """Everything needed to continue exactly here (``evaluations``: finished solvers only)."""
-        return {"solver": solver.state(), "scale": si, "iteration": it, "seed": self.seed, "best_loss": best[0],
-                "best_x": best[1], "best_parts": best[2], "initial": self.initial,
+        return {"solver": solver.state(), "scale": si, "iteration": it, "seed": self.seed, "best_loss": best.loss,
+                "best_x": best.x, "best_parts": best.parts, "initial": self.initial,
                 "iterations_done": self.iterations_done, "evaluations": self.evaluations,
                 "elapsed": self.elapsed(), "history": list(self.history),
                 **{k: v for k, v in extra.items() if k != "tiles"}}
 
-    def loop(self, si: int, solver: Solver, best, start: int, n: int, budget: float | None,
-             extra: dict[str, Any]):
+    def loop(self, si: int, solver: Solver, best: Best, start: int, n: int, budget: float | None,
+             extra: dict[str, Any]) -> Best:
         """Iterate ``solver`` up to ``n`` times; progress, previews, checkpoints, stop requests."""
         t_loop = time.monotonic()
         tile, tiles = extra.get("tile", -1) + 1, extra.get("tiles", 0)
@@ -693,14 +662,14 @@ class _Run:
                 self.steady_work += self.work[si] / (n * max(tiles, 1))
             if it == start:
                 self.timings["first_step"] += time.monotonic() - t_step  # includes tracing a new shape
-                if solver.first is not None and solver.first["loss"] < best[0]:
-                    best = (solver.first["loss"], best[1], solver.first)
+                if solver.first is not None and solver.first["loss"] < best.loss:
+                    best = Best(solver.first["loss"], best.x, solver.first)
                 if si == 0 and not self.initial and solver.first is not None:
                     self.initial = solver.first
             it += 1
             self.iterations_done += 1
-            if f < best[0]:
-                best = (f, xe.copy(), parts)
+            if f < best.loss:
+                best = Best(f, xe.copy(), parts)
             elapsed = self.elapsed()
             self.history.append({"scale": si + 1, **({"tile": tile} if tiles else {}), "iteration": it,
                                  "elapsed": round(elapsed, 3), **parts})
@@ -713,7 +682,7 @@ class _Run:
                 self.progress(Progress(si + 1, len(self.its), it, n, parts["loss"], parts["content"],
                                        parts["style"], parts["tv"], elapsed, eta, tile if tiles else 0, tiles))
             if self.preview is not None and self.params.preview_every and it % self.params.preview_every == 0:
-                self.preview(np.asarray(extra.get("x_full", best[1]), np.float32), it)
+                self.preview(np.asarray(extra.get("x_full", best.x), np.float32), it)
             if self.checkpoint is not None and self.checkpoint_every and it % self.checkpoint_every == 0:
                 self.checkpoint(self.snapshot(si, it, solver, best, extra))
             if solver.converged:

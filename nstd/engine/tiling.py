@@ -1,0 +1,140 @@
+"""Tiles of an image too large to optimise at once: what each reads, moves and owns.
+
+A scale refined in tiles is block-coordinate descent on the whole image's loss (see
+:meth:`nstd.engine.stylize.Engine._tiled`). This module holds the geometry and the
+whole image's style statistics, so the engine's loop stays a loop.
+
+Each tile's moves fade out over ``RAMP`` pixels on both sides of every border it shares:
+a pixel next to a border takes a fraction of each neighbour's step and the fractions sum
+to one. A hard border (one tile moves a pixel, the next does not) leaves the pixels
+beside it to serve every feature that straddles it; they go to extremes and draw 1-px
+lines on the normalised objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from nstd.engine import memory
+
+RAMP = 16  # pixels on each side of a shared border over which a tile's moves fade out
+BAND = 16  # still pixels beside the moving ones whose features enter a tile's losses
+MARGIN = memory.TILE_MARGIN  # context read around a tile (a multiple of 16: the pooling grid)
+
+Frame = tuple[int, int, int, int]  # (top, bottom, left, right) pixels dropped from a window's edges
+
+
+@dataclass(frozen=True)
+class Window:
+    """One tile: the part of the image it reads, the pixels it owns and how far each moves."""
+
+    rows: slice  # the window read from the image (tile core plus context)
+    cols: slice
+    owned: memory.Tile  # image pixels this tile owns; the owned parts partition the image
+    seen: Frame  # the frame of the window outside this tile's losses
+    weight: np.ndarray  # (h, w) share of a step each window pixel takes; 0 = held still
+
+    @property
+    def region(self) -> tuple[slice, slice]:
+        return self.rows, self.cols
+
+    def moved(self, base: np.ndarray, proposal: np.ndarray) -> np.ndarray:
+        """The window after a step from ``base`` towards ``proposal``, faded at the borders."""
+        return base + self.weight[..., None] * (proposal - base)
+
+    def objective(self, fg: Callable, base: np.ndarray) -> Callable:
+        """``fg`` over the proposal: the solver's variable, mapped through :meth:`moved`."""
+        w = self.weight[..., None]
+
+        def wrapped(proposal: np.ndarray):
+            f, g, parts = fg(self.moved(base, proposal))
+            return f, g * w, parts
+
+        return wrapped
+
+
+def windows(width: int, height: int, side: int) -> list[Window]:
+    """The tiles of a ``width``×``height`` image with cores of at most ``side``, row by row."""
+    layout = memory.tiles(width, height, side)
+    out = []
+    for ti, t in enumerate(layout):
+        owned = memory.Tile(*_owned_start(layout, ti, axis=0), *_owned_start(layout, ti, axis=1))
+        r0, c0 = max(0, (t.y0 - MARGIN) // 16 * 16), max(0, (t.x0 - MARGIN) // 16 * 16)  # pooling grid kept
+        r1, c1 = min(height, t.y1 + MARGIN), min(width, t.x1 + MARGIN)
+        wy = _profile(r0, r1, owned.y0, owned.y1, height)
+        wx = _profile(c0, c1, owned.x0, owned.x1, width)
+        reach = RAMP + BAND  # moving pixels reach RAMP past the owned part; their features BAND more
+        seen = (max(0, owned.y0 - reach - r0), max(0, r1 - owned.y1 - reach),
+                max(0, owned.x0 - reach - c0), max(0, c1 - owned.x1 - reach))
+        out.append(Window(slice(r0, r1), slice(c0, c1), owned, seen, np.outer(wy, wx)))
+    return out
+
+
+def borders(width: int, height: int, side: int) -> tuple[list[int], list[int]]:
+    """(rows, columns) where one tile's pixels meet the next one's: where a seam would show."""
+    owned = [w.owned for w in windows(width, height, side)]
+    return sorted({o.y0 for o in owned if o.y0 > 0}), sorted({o.x0 for o in owned if o.x0 > 0})
+
+
+def _owned_start(layout: list[memory.Tile], ti: int, axis: int) -> tuple[int, int]:
+    """(start, end) on ``axis`` of the part of tile ``ti`` that no earlier tile owns."""
+    t = layout[ti]
+    if axis == 0:
+        above = [u.y1 for u in layout[:ti] if u.y0 < t.y0]
+        return max([t.y0] + above), t.y1
+    left = [u.x1 for u in layout[:ti] if u.y0 == t.y0 and u.x0 < t.x0]
+    return max([t.x0] + left), t.x1
+
+
+def _profile(r0: int, r1: int, a: int, b: int, length: int) -> np.ndarray:
+    """Along one axis of a window [r0, r1): 1 on the owned [a, b), fading to 0 over RAMP
+    pixels past each shared border, rising from 0 over RAMP pixels before it."""
+    i = np.arange(r0, r1, dtype=np.float64) + 0.5
+    rise = np.ones_like(i) if a == 0 else np.clip((i - (a - RAMP)) / (2 * RAMP), 0.0, 1.0)
+    fall = np.ones_like(i) if b == length else np.clip(((b + RAMP) - i) / (2 * RAMP), 0.0, 1.0)
+    return np.minimum(rise, fall)
+
+
+class StyleLedger:
+    """The whole image's Σ FᵀF and positions per style layer, kept while tiles move.
+
+    ``measure(x, frame)`` gives (ΣFᵀF, positions) per layer over ``x`` minus ``frame``,
+    with features computed in ``x``'s full context.
+    """
+
+    def __init__(self, measure: Callable[[np.ndarray, Frame], list[tuple[np.ndarray, int]]],
+                 sums: list[np.ndarray], counts: list[int]) -> None:
+        self.measure, self.sums, self.counts = measure, sums, counts
+
+    @classmethod
+    def of(cls, measure, image: np.ndarray, tiles: list[Window]) -> "StyleLedger":
+        """Summed over the tiles' owned parts, which partition ``image``."""
+        sums, counts = None, None
+        for t in tiles:
+            frame = (t.owned.y0 - t.rows.start, t.rows.stop - t.owned.y1,
+                     t.owned.x0 - t.cols.start, t.cols.stop - t.owned.x1)
+            parts = measure(image[t.region], frame)
+            if sums is None:
+                sums, counts = [np.zeros_like(g) for g, _ in parts], [0] * len(parts)
+            for i, (g, n) in enumerate(parts):
+                sums[i] += g
+                counts[i] += n
+        return cls(measure, sums, counts)
+
+    def targets(self, grams: list[np.ndarray], window: np.ndarray, tile: Window
+                ) -> tuple[list[np.ndarray], float, list[tuple[np.ndarray, int]]]:
+        """Per layer, the Gram the tile's seen pixels must have for the whole image to match
+        ``grams`` ((N·G* − rest)/Nᵣ); the tile's share of positions; what it holds now."""
+        held = self.measure(window, tile.seen)
+        targets = [((self.counts[i] * g.astype(np.float64) - (self.sums[i] - held[i][0])) / held[i][1])
+                   .astype(np.float32) for i, g in enumerate(grams)]
+        return targets, held[-1][1] / self.counts[-1], held
+
+    def update(self, held: list[tuple[np.ndarray, int]], window: np.ndarray, tile: Window) -> None:
+        """Account for the tile's pixels having moved from ``held`` to ``window``."""
+        now = self.measure(window, tile.seen)
+        for i in range(len(self.sums)):
+            self.sums[i] += now[i][0] - held[i][0]
