@@ -38,3 +38,26 @@ def sheet(rows: list[list[Image.Image]], path: Path, gap: int = 4) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     out.save(path)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/sheet.py OUT --row LABEL=IMAGE,LABEL=IMAGE … [--row …]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Lay out labelled images in rows, one PNG or JPEG.")
+    ap.add_argument("out")
+    ap.add_argument("--row", action="append", required=True, metavar="LABEL=IMAGE,…")
+    ap.add_argument("--height", type=int, default=240)
+    args = ap.parse_args(argv)
+    rows = [[tile(Image.open(path), args.height, label.replace("\\n", "\n"))
+             for label, path in (cell.split("=", 1) for cell in row.split(","))] for row in args.row]
+    out = sheet(rows, Path(args.out).with_suffix(".png"))
+    if Path(args.out).suffix.lower() in (".jpg", ".jpeg"):
+        Image.open(out).save(args.out, quality=88)
+        out.unlink()
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

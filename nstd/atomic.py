@@ -26,14 +26,16 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_temp(path: Path, write: Callable[[BinaryIO], None], mode: int | None) -> Path:
+def _write_temp(path: Path, write: Callable[[BinaryIO], None], mode: int | None, parents: bool = True) -> Path:
     """A new, fsynced file beside ``path``.
 
     Created with 0o666 so the process umask applies (mkstemp's 0600 would hide results
     from share users); ``mode`` overrides it. The temporary name is short and fixed in
-    length, so it fits wherever ``path``'s own name fits.
+    length, so it fits wherever ``path``'s own name fits. ``parents=False``: a missing
+    folder is FileNotFoundError, never made again (it was removed on purpose).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = path.parent / f".nstd.{secrets.token_hex(6)}.tmp"
         try:
@@ -54,17 +56,18 @@ def _write_temp(path: Path, write: Callable[[BinaryIO], None], mode: int | None)
     return tmp
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> Path:
+def write_atomic(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None,
+                 parents: bool = True) -> Path:
     """Write ``path`` via ``write(fh)``, replacing any existing file atomically."""
     path = Path(path)
-    tmp = _write_temp(path, write, mode)
+    tmp = _write_temp(path, write, mode, parents)
     os.replace(tmp, path)
     fsync_dir(path.parent)
     return path
 
 
-def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> Path:
-    return write_atomic(path, lambda fh: fh.write(data), mode)
+def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None, parents: bool = True) -> Path:
+    return write_atomic(path, lambda fh: fh.write(data), mode, parents)
 
 
 def numbered(path: Path, n: int) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -425,61 +424,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _copy_shared(src: Path, dst: Path) -> None:
-    """A part another waiting job needs too: a hard link (or, where there are none, a copy)."""
-    if kind(src) != "file":
-        os.rename(src, dst)  # a link or worse: moved, and the job fails saying what it is
-        return
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except OSError:
-        shutil.copy2(src, dst, follow_symlinks=False)
-
-
-class ClaimRefused(JobError):
-    """A job this daemon can never claim as it is; nothing was moved and nothing is left behind."""
-
-
-def claim(c: Candidate, work_root: Path, arrived: float) -> Path | None:
-    """Move ``c``'s files into a new work folder; None if another daemon was faster.
-
-    The folder is prepared under a hidden name (lease and meta written) and renamed
-    into place before the first input moves, so no daemon ever sees a claim in
-    progress without its lease.
-    """
-    pid = os.getpid()
-    job_id = f"{time.time_ns()}-{safe_name(host_name())}-{pid}-{safe_name(c.name)}"
-    staging, work = work_root / f".{job_id}", work_root / job_id
-    (staging / "input").mkdir(parents=True)
-    write_yaml(staging / "lease.yaml", {"host": host_name(), "pid": pid, "heartbeat": time.time()})
-    write_yaml(staging / "meta.yaml", {"name": c.name, "rel": str(c.rel), "form": c.form,
-                                        "arrived": arrived, "claimed": time.time()})
-    os.rename(staging, work)
-    inp = work / "input"
-    try:
-        os.rename(c.primary, inp / c.primary.name)
-    except FileNotFoundError:
-        shutil.rmtree(work, ignore_errors=True)
-        return None
-    except PermissionError:  # e.g. another user's folder: renaming a folder needs write permission on it
-        shutil.rmtree(work, ignore_errors=True)
-        what = "folder" if c.form == "folder" else "file"
-        raise ClaimRefused(f"{c.primary.name}: cannot take this job: the daemon's user may not move the {what} "
-                           f"(permission denied). Its owner can make it group-writable for the daemon's group "
-                           f"(chmod g+w), or copy the job in again. The inputs stay where they are.") from None
-    if c.form != "folder":
-        for p in c.files:
-            if p != c.primary:
-                try:
-                    if p in c.shared:
-                        _copy_shared(p, inp / p.name)
-                    else:
-                        os.rename(p, inp / p.name)
-                except FileNotFoundError:
-                    pass  # reported when the job is read
-    return work
-
-
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -505,34 +449,3 @@ def daemon_liveness(status: dict[str, Any], timeout: float) -> tuple[bool, str]:
     if age > timeout:
         return False, f"silent for {age:.0f}s"
     return True, f"updated {age:.0f}s ago"
-
-
-def lease_is_stale(lease: dict[str, Any], timeout: float, work: Path | None = None) -> bool:
-    """Released, its daemon gone from this host, or silent for longer than ``timeout``."""
-    if not lease:  # unreadable: stale only once the folder itself is old
-        try:
-            return work is not None and time.time() - work.stat().st_mtime > timeout
-        except OSError:
-            return False
-    if lease.get("released"):
-        return True
-    if lease.get("host") == host_name() and isinstance(lease.get("pid"), int) and not pid_alive(lease["pid"]):
-        return True
-    return time.time() - float(lease.get("heartbeat", 0)) > timeout
-
-
-def take_over(work: Path, work_root: Path) -> Path | None:
-    """Adopt an abandoned work folder by renaming it (atomic: one daemon wins)."""
-    meta = read_yaml(work / "meta.yaml")
-    new = work_root / f"{time.time_ns()}-{safe_name(host_name())}-{os.getpid()}-{safe_name(meta.get('name', 'job'))}"
-    try:
-        os.rename(work, new)
-    except (FileNotFoundError, OSError):
-        return None
-    write_yaml(new / "lease.yaml", {"host": host_name(), "pid": os.getpid(), "heartbeat": time.time()})
-    return new
-
-
-def heartbeat(work: Path, released: bool = False) -> None:
-    write_yaml(work / "lease.yaml", {"host": host_name(), "pid": os.getpid(), "heartbeat": time.time(),
-                                     "released": released})

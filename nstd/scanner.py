@@ -19,6 +19,7 @@ from nstd import jobs, retention
 from nstd.config import Config
 from nstd.errors import ImageError
 from nstd.status import LIST_MAX, StatusBoard
+from nstd.workitem import lease_is_stale
 
 log = logging.getLogger("nstd")
 RETENTION_EVERY = 3600.0  # seconds between retention passes
@@ -86,11 +87,12 @@ class Scanner:
                 sig = None
         return sig is not None
 
-    def scan_once(self) -> None:
+    def loop(self, now: float | None = None) -> None:
+        """One scan: settle, check, hand ready jobs and orphans to the worker, tell the board."""
         cfg = self.config()
         refused: list[jobs.Refused] = []
         candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused)
-        now = self.clock()
+        now = self.clock() if now is None else now
         self.settler.update(candidates, now)
         pending, unsettled = [], False
         waiting = [{"name": r.path, "reason": r.reason} for r in refused]
@@ -131,7 +133,7 @@ class Scanner:
                 continue
             if self.held(work):
                 continue
-            if jobs.lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout, work):
+            if lease_is_stale(jobs.read_yaml(work / "lease.yaml"), cfg.service.lease_timeout, work):
                 orphans.append(work)
         return orphans
 
@@ -148,7 +150,7 @@ class Scanner:
             self.decode_verdicts[c.key] = cached
         return cached[1]
 
-    def loop(self, stopping: threading.Event, wake: threading.Event, inbox_watch: Callable[[], Any]) -> None:
+    def run(self, stopping: threading.Event, wake: threading.Event, inbox_watch: Callable[[], Any]) -> None:
         """Scan when woken by the observer, while a job settles, and every rescan_seconds.
 
         Settled jobs waiting in the queue need no rescans: a change to them wakes us.
@@ -170,7 +172,7 @@ class Scanner:
                 continue
             last_full = time.monotonic()
             try:
-                self.scan_once()
+                self.loop()
             except Exception:  # noqa: BLE001 - a scan failure must not kill the service
                 log.exception("scanning %s failed; will try again", cfg.paths.inbox)
 

@@ -41,15 +41,15 @@ def test_a_job_is_handed_over_only_once_it_stopped_changing(tmp_path):
     cfg, board, handoff, clock, scanner = setup(tmp_path)
     make_image(cfg.paths.inbox / "a.content.png", seed=1)
     make_image(cfg.paths.inbox / "a.style.png", seed=2)
-    scanner.scan_once()
+    scanner.loop()
     assert handoff.take()[1] == [] and "still changing" in waiting(board)["a"]
     clock.now += 6  # past settle_seconds, nothing changed
-    scanner.scan_once()
+    scanner.loop()
     (job,) = handoff.take()[1]
     assert job.candidate.name == "a" and board.snapshot()["queue_length"] == 1 and handoff.ready.is_set()
     (cfg.paths.inbox / "a.style.png").write_bytes((cfg.paths.inbox / "a.style.png").read_bytes() + b"")
     os.utime(cfg.paths.inbox / "a.style.png", (time.time() + 5,) * 2)  # touched again: settle anew
-    scanner.scan_once()
+    scanner.loop()
     assert handoff.take()[1] == []
 
 
@@ -57,17 +57,17 @@ def test_a_refused_claim_waits_until_its_files_change(tmp_path):
     cfg, board, handoff, clock, scanner = setup(tmp_path)
     make_image(cfg.paths.inbox / "b.content.png", seed=1)
     make_image(cfg.paths.inbox / "b.style.png", seed=2)
-    scanner.scan_once()
+    scanner.loop()
     clock.now += 6
-    scanner.scan_once()
+    scanner.loop()
     (job,) = handoff.take()[1]
     scanner.refuse(job.candidate)
-    scanner.scan_once()
+    scanner.loop()
     assert handoff.take()[1] == [] and waiting(board)["b"] == "cannot be claimed (see failed/)"
     os.utime(cfg.paths.inbox / "b.style.png", (time.time() + 9,) * 2)
-    scanner.scan_once()
+    scanner.loop()
     clock.now += 6
-    scanner.scan_once()
+    scanner.loop()
     assert [p.candidate.name for p in handoff.take()[1]] == ["b"]
 
 
@@ -76,12 +76,12 @@ def test_an_undecodable_job_waits_then_expires_with_its_reason(tmp_path):
     good = make_image(tmp_path / "ok.jpg", (64, 64))
     (cfg.paths.inbox / "c.content.jpg").write_bytes(good.read_bytes()[:300])  # a copy that stopped short
     make_image(cfg.paths.inbox / "c.style.png", seed=2)
-    scanner.scan_once()
+    scanner.loop()
     clock.now += 6
-    scanner.scan_once()
+    scanner.loop()
     assert handoff.take()[1] == [] and "does not decode yet" in waiting(board)["c"]
     clock.now += 61  # past incomplete_timeout
-    scanner.scan_once()
+    scanner.loop()
     (job,) = handoff.take()[1]
     assert job.expired and "incomplete" in job.expired
 
@@ -97,6 +97,6 @@ def test_orphaned_work_is_offered_unless_held_or_alive(tmp_path):
         (w / "input").mkdir(parents=True)
         (w / "lease.yaml").write_text(yaml.safe_dump(lease))
     held.add(mine)
-    scanner.scan_once()
+    scanner.loop()
     assert handoff.take()[0] == [dead]
     assert handoff.take()[0] == []  # taken once

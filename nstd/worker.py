@@ -1,0 +1,202 @@
+"""The worker: claims ready work, runs it with :func:`nstd.runner.run_job`, applies the retry policy.
+
+It owns the work folders it holds (the heartbeat renews their leases, the scanner leaves
+them alone) and the jobs deferred for a retry. Every job's ending goes through
+:meth:`Worker.settle`; nothing else moves a job to failed/ or schedules a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from nstd import jobs, outbox, runner
+from nstd.config import Config
+from nstd.runner import Hooks, Outcome, RetryPolicy
+from nstd.scanner import Handoff, Scanner
+from nstd.status import StatusBoard
+from nstd.workitem import ClaimRefused, WorkItem
+
+log = logging.getLogger("nstd")
+
+
+class Worker:
+    def __init__(self, config: Callable[[], Config], engine: Any, weights: Any, board: StatusBoard,
+                 handoff: Handoff, scanner: Scanner, should_stop: Callable[[], bool],
+                 status_line: Callable[[str], None] = lambda text: None,
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``config()``: the running config; ``status_line``: systemd's STATUS=;
+        ``on_change``: a job ended (write the status file); ``clock``: monotonic seconds."""
+        self.config, self.engine, self.weights, self.board = config, engine, weights, board
+        self.handoff, self.scanner, self.should_stop = handoff, scanner, should_stop
+        self.status_line, self.on_change, self.clock = status_line, on_change, clock
+        self.deferred: dict[Path, float] = {}  # work folder -> monotonic time of its next try
+        self.beat = time.monotonic()  # last sign of progress (the watchdog's question)
+        self._held: set[Path] = set()
+        self._lock = threading.Lock()  # the heartbeat and the scanner read what we hold
+
+    # --- what we hold ----------------------------------------------------------------------
+
+    def holds(self, work: Path) -> bool:
+        with self._lock:
+            return work in self._held
+
+    def holding(self) -> list[Path]:
+        with self._lock:
+            return list(self._held)
+
+    def _hold(self, work: Path, yes: bool) -> None:
+        with self._lock:
+            (self._held.add if yes else self._held.discard)(work)
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    def loop(self, now: float) -> bool:
+        """Claim and run one job; False when there was nothing to do."""
+        self.beat = now
+        try:
+            item = self.next_item(now)
+        except OSError as exc:
+            log.warning("could not claim a job (%s); trying again", exc)
+            return False
+        if item is None:
+            self.status_line(f"idle; {self.board.queue_length} job(s) queued")
+            return False
+        self._hold(item.path, True)
+        self.board.set_current({"name": item.label, "iteration": 0, "phase": "starting"})
+        try:
+            outcome = runner.run_job(item, self.engine, self.weights, self.config(),
+                                     Hooks(progress=self.progress_reporter(item), should_stop=self.should_stop))
+        finally:
+            self.board.set_current(None)
+        self.settle(item, outcome, self.clock())
+        return True
+
+    def next_item(self, now: float) -> WorkItem | None:
+        """Deferred work whose time has come, then orphans (they arrived earlier), then the oldest ready job."""
+        for work, when in sorted(self.deferred.items(), key=lambda kv: kv[1]):
+            if when <= now:
+                del self.deferred[work]
+                return WorkItem.load(work)
+        work_root = self.config().paths.state / "work"
+        orphans, queue = self.handoff.take()
+        for work in orphans:
+            item = WorkItem.take_over(work, work_root)
+            if item is not None:
+                log.info("job=%s resuming work left by an earlier daemon (%s)", item.label, work.name)
+                return item
+        for p in queue:
+            try:
+                item = WorkItem.claim(p.candidate, work_root, p.arrived, p.expired)
+            except ClaimRefused as exc:
+                self.refuse(p.candidate, exc)
+                item = None
+            self.handoff.discard(p)
+            if item is not None:
+                return item
+        return None
+
+    def refuse(self, c: jobs.Candidate, exc: ClaimRefused) -> None:
+        """A job that cannot be claimed fails once, with its reason, inputs untouched in the inbox;
+        it is tried again only when its files change."""
+        self.scanner.refuse(c)
+        log.error("job=%s cannot be claimed: %s", c.name, exc)
+        try:
+            dest = outbox.refused(self.config(), c.name, str(c.rel), exc, c.files)
+            self.board.job_failed(c.name, str(exc), str(dest))
+        except OSError as err:
+            log.error("job=%s: could not write its error record either (%s)", c.name, err)
+
+    # --- endings -------------------------------------------------------------------------------
+
+    def settle(self, item: WorkItem, outcome: Outcome, now: float) -> None:
+        """Apply the one retry policy to how the try ended."""
+        cfg = self.config()
+        if outcome.kind == runner.DONE:
+            log.info("job=%s done: %s", item.label, outcome.image)
+            self.board.job_done(item.label, outcome.image)
+        elif outcome.kind == runner.GONE:
+            log.warning("job=%s: its work folder %s holds no inputs any more; removing it", item.label,
+                        item.path.name)
+            item.remove()
+        elif outcome.kind == runner.LOST:
+            log.warning("job=%s: lost it to another worker (%s); its result is theirs to publish", item.label,
+                        outcome.error)
+        elif outcome.kind == runner.STOPPED:
+            return  # still held: released again, with every other held job, when the daemon stops
+        else:
+            policy = RetryPolicy(cfg.service.retries, cfg.service.retry_backoff)
+            attempts = item.meta.attempts + 1
+            delay = policy.delay(outcome, attempts)
+            if delay is not None:
+                self._retry_later(item, outcome, attempts, delay, now)
+                return
+            self.fail(item, outcome)
+        self._hold(item.path, False)
+        self.on_change()
+
+    def _retry_later(self, item: WorkItem, outcome: Outcome, attempts: int, delay: float, now: float) -> None:
+        retries = self.config().service.retries
+        what = "transient failure" if outcome.kind == runner.TRANSIENT else "unexpected error"
+        level = logging.WARNING if outcome.kind == runner.TRANSIENT else logging.ERROR
+        try:
+            item.meta.attempts = attempts
+            item.save()
+            item.log("%s (%s: %s); retry %d/%d in %.0fs", what, type(outcome.error).__name__, outcome.error,
+                     attempts, retries, delay, level=level)
+        except OSError as exc:  # e.g. the disk is full: even the log can't be written
+            log.error("job=%s: %s (%s), and cannot record it (%s); retry in %.0fs", item.label, what,
+                      outcome.error, exc, delay)
+        if outcome.kind == runner.CRASHED:
+            log.error("job=%s unexpected error", item.label, exc_info=outcome.error)
+        self.deferred[item.path] = now + delay
+
+    def fail(self, item: WorkItem, outcome: Outcome) -> None:
+        """Every input and error.yaml to failed/; if even that fails, keep the work and try later."""
+        from nstd.report import versions
+
+        cfg, meta = self.config(), item.meta
+        phase = "internal" if outcome.kind == runner.CRASHED else outcome.phase
+        try:
+            item.log("FAILED in %s: %s", phase, outcome.error, level=logging.ERROR)
+            dest = outbox.fail(item.path, cfg, meta.name, meta.rel, outcome.error, phase,
+                               outcome.params.as_dict() if outcome.params else None, versions(), item.log.text())
+        except Exception:  # noqa: BLE001 - e.g. disk full: the inputs stay in the work folder
+            where = item.inputs if outbox.has_inputs(item.path) else cfg.paths.failed
+            log.exception("job=%s could not be moved to failed/ completely; its inputs are in %s; trying again "
+                          "in %.0fs", item.label, where, cfg.service.retry_backoff)
+            self.deferred[item.path] = self.clock() + cfg.service.retry_backoff
+            return
+        item.remove()  # the inputs are safe in failed/ now: nothing after this may fail the failure
+        log.error("job=%s failed; inputs and error.yaml are in %s", item.label, dest)
+        self.board.job_failed(item.label, str(outcome.error), str(dest))
+        try:
+            outbox.preview_path(cfg, meta.name, meta.rel).unlink(missing_ok=True)
+        except OSError as err:
+            log.warning("job=%s: could not remove its preview (%s)", item.label, err)
+
+    # --- progress --------------------------------------------------------------------------------
+
+    def progress_reporter(self, item: WorkItem) -> Callable[[Any], None]:
+        """Progress to the status board, systemd's STATUS= line and (every 10 s) the job log."""
+        last_log = [0.0]
+
+        def progress(p: Any) -> None:
+            self.beat = self.clock()
+            self.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
+                                    "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
+                                    "loss": p.loss, "elapsed": round(p.elapsed, 1),
+                                    "eta": None if p.eta is None else round(p.eta, 1)})
+            tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
+            self.status_line(f"{item.label}: scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/"
+                             f"{p.iterations} loss {p.loss:.4g} {p.eta_text}")
+            if self.beat - last_log[0] >= 10 or p.iteration == p.iterations:
+                last_log[0] = self.beat
+                item.log("scale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed "
+                         "%.0fs %s", p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content, p.style,
+                         p.tv, p.elapsed, p.eta_text)
+
+        return progress
