@@ -226,6 +226,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  done:    {r['name']} → {r['output']}")
         for r in d.get("recent_failed", [])[-5:]:
             print(f"  failed:  {r['name']}: {r['error']}")
+    fleet = max((d for d in live if d.get("fleet")), key=lambda d: d.get("updated", 0), default={}).get("fleet")
+    if fleet:  # the shared queue, as its server last told the freshest daemon
+        age = fleet.get("oldest_age")
+        print(f"fleet queue ({fleet['backend']} at {fleet['url']}): {fleet.get('waiting') or 0} waiting, "
+              f"{fleet.get('running') or 0} running on {len(live)} live worker(s); oldest entry "
+              f"{'-' if age is None else f'{age:.0f}s'} old")
+        for entry, owner in sorted((fleet.get("owners") or {}).items()):
+            print(f"  entry {entry} held by {owner}")
     if not live:
         print("no live daemon: the status files above are left over from daemons that stopped or crashed")
     return 0 if live else 3

@@ -68,6 +68,13 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Queue:
+    backend: str = "local"  # local: daemons coordinate through the share; redis: through a Redis server
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "nstd"  # Redis key prefix: one per fleet sharing a server
+
+
+@dataclass(frozen=True)
 class Retention:
     days: float | None = None  # remove logs, reports, archived and failed jobs older than this
     keep: int | None = None  # and all but the newest this many of each
@@ -83,11 +90,13 @@ class Config:
     output: Output = Output()
     service: Service = Service()
     retention: Retention = Retention()
+    queue: Queue = Queue()
     source: str = ""
 
 
-SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service, "retention": Retention}
-TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention")
+SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service, "retention": Retention,
+            "queue": Queue}
+TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention", "queue")
 PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
 
 
@@ -115,7 +124,7 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "retention.days": (False, 0.001, 100_000, True),
     "retention.keep": (True, 1, 10**9, True),
 }
-CHOICES = {"watch.mode": ("auto", "events", "polling"),
+CHOICES = {"watch.mode": ("auto", "events", "polling"), "queue.backend": ("local", "redis"),
            "output.format": tuple(sorted({ext.lstrip(".") for ext in FORMATS}))}
 
 
@@ -153,6 +162,12 @@ def _section(cls: type, raw: Any, where: str, section: str) -> Any:
         if name in CHOICES:
             if value not in CHOICES[name]:
                 raise ConfigError(f"{at}: {short(value)} is not allowed; choose {', '.join(CHOICES[name])}.")
+        elif name == "queue.url":
+            if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigError(f"{at}: must be a Redis URL like redis://host:6379/0, got {short(value)}.")
+        elif name == "queue.prefix":
+            if not isinstance(value, str) or not value.replace("-", "").replace("_", "").isalnum():
+                raise ConfigError(f"{at}: must be letters, digits, - or _, got {short(value)}.")
         elif name == "output.group":
             if value is not None:
                 if not isinstance(value, str) or not value:

@@ -237,6 +237,6 @@ def finish(item: WorkItem, cfg: Config) -> str:
         target = Path(meta.archive_to) if meta.archive_to else None
     where = outbox.archive_inputs(item.path, cfg, meta.name, meta.rel, target)
     outbox.preview_path(cfg, meta.name, meta.rel).unlink(missing_ok=True)
-    item.log("done: %s%s", image, f"; originals in {where}" if where else "; originals deleted")
+    item.log("originals %s", f"moved to {where}" if where else "deleted")
     item.remove()
     return image

@@ -32,7 +32,6 @@ from nstd.notify import Notifier
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
 from nstd.worker import Worker
-from nstd.workitem import renew_lease
 
 log = logging.getLogger("nstd")
 
@@ -81,8 +80,14 @@ class Daemon:
         engine = Engine(weights, memory_limit=self.cfg.limits.memory)
         log.info("engine ready on %s in %.1fs (weights %s, %s, sha256 %s…)", engine.device,
                  time.monotonic() - t0, weights.source, weights.format, weights.sha256[:12])
+        queue = None
+        if self.cfg.queue.backend == "redis":
+            from nstd.fleet import RedisQueue
+
+            queue = RedisQueue(self.cfg, f"{jobs.host_name()}-{os.getpid()}")
+            log.info("queue: redis at %s (prefix %s)", self.cfg.queue.url, self.cfg.queue.prefix)
         self.worker = Worker(lambda: self.cfg, engine, weights, self.board, self.handoff, self.scanner,
-                             self.note_stop, self.set_status_line, self.write_status)
+                             self.note_stop, self.set_status_line, self.write_status, queue=queue)
 
     # --- threads ------------------------------------------------------------------------
 
@@ -95,11 +100,8 @@ class Daemon:
             now = time.monotonic()
             if now - last_lease >= interval:
                 last_lease = now
-                for work in self.worker.holding():
-                    try:
-                        renew_lease(work)
-                    except OSError as exc:
-                        log.warning("cannot renew the lease of %s: %s", work.name, exc)
+                self.worker.renew_leases()
+                self.board.set_fleet(self.worker.queue.fleet())
                 self.write_status()
             if wd and self.alive(wd * 2):
                 self.notifier.send("WATCHDOG=1")
@@ -188,9 +190,11 @@ class Daemon:
             kept.append("paths")
         if new.weights != self.cfg.weights:
             kept.append("weights")
+        if new.queue != self.cfg.queue:
+            kept.append("queue")
         if kept:
-            log.warning("config reloaded, but %s changes need a restart; keeping the running ones", " and ".join(kept))
-            new = dataclasses.replace(new, paths=self.cfg.paths, weights=self.cfg.weights)
+            log.warning("config reloaded, but %s changes need a restart; keeping the running ones", ", ".join(kept))
+            new = dataclasses.replace(new, paths=self.cfg.paths, weights=self.cfg.weights, queue=self.cfg.queue)
         os.umask(new.output.umask)
         self.cfg = new
         log.info("config reloaded from %s", self.config_path)
@@ -223,9 +227,7 @@ class Daemon:
         finally:
             self.board.set_state("stopping")
             self.notifier.send("STOPPING=1", "STATUS=stopping")
-            for work in self.worker.holding():
-                if work.exists():
-                    renew_lease(work, released=True)
+            self.worker.release_all()
             self.stopping.set()
             self.wake.set()
             if self.inbox_watch is not None:

@@ -30,6 +30,7 @@ class StatusBoard:
         self._waiting: list[dict[str, str]] = []
         self._done: deque = deque(maxlen=20)
         self._failed: deque = deque(maxlen=20)
+        self._fleet: dict[str, Any] | None = None
 
     def set_state(self, state: str, device: str | None = None) -> None:
         with self._lock:
@@ -44,6 +45,11 @@ class StatusBoard:
     def set_queue(self, queue: list[dict[str, Any]], length: int, waiting: list[dict[str, str]]) -> None:
         with self._lock:
             self._queue, self._queue_length, self._waiting = queue[:LIST_MAX], length, waiting[:LIST_MAX]
+
+    def set_fleet(self, fleet: dict[str, Any] | None) -> None:
+        """The shared queue as its server sees it (None: the local queue)."""
+        with self._lock:
+            self._fleet = fleet
 
     def job_done(self, name: str, output: str | None) -> None:
         with self._lock:
@@ -65,7 +71,8 @@ class StatusBoard:
             return {"host": self._host, "pid": os.getpid(), "state": self._state, "started": self._started,
                     "updated": time.time(), "device": self._device, "current": self._current,
                     "queue": list(self._queue), "queue_length": self._queue_length, "waiting": list(self._waiting),
-                    "recent_done": list(self._done), "recent_failed": list(self._failed)}
+                    "recent_done": list(self._done), "recent_failed": list(self._failed),
+                    "fleet": self._fleet}
 
     def to_json(self) -> bytes:
         return json.dumps(self.snapshot(), indent=1, default=str).encode()

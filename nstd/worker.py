@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from nstd import jobs, outbox, runner
 from nstd.config import Config
+from nstd.fleet import LocalQueue
 from nstd.runner import Hooks, Outcome, RetryPolicy
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
@@ -27,15 +28,19 @@ class Worker:
     def __init__(self, config: Callable[[], Config], engine: Any, weights: Any, board: StatusBoard,
                  handoff: Handoff, scanner: Scanner, should_stop: Callable[[], bool],
                  status_line: Callable[[str], None] = lambda text: None,
-                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic) -> None:
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
+                 queue: Any = None) -> None:
         """``config()``: the running config; ``status_line``: systemd's STATUS=;
-        ``on_change``: a job ended (write the status file); ``clock``: monotonic seconds."""
+        ``on_change``: a job ended (write the status file); ``clock``: monotonic seconds;
+        ``queue``: a :mod:`nstd.fleet` queue (default: local)."""
         self.config, self.engine, self.weights, self.board = config, engine, weights, board
         self.handoff, self.scanner, self.should_stop = handoff, scanner, should_stop
         self.status_line, self.on_change, self.clock = status_line, on_change, clock
         self.deferred: dict[Path, float] = {}  # work folder -> monotonic time of its next try
         self.beat = time.monotonic()  # last sign of progress (the watchdog's question)
+        self.queue = queue if queue is not None else LocalQueue()
         self._held: set[Path] = set()
+        self._lost: set[Path] = set()  # held work the queue gave to another worker (the heartbeat finds out)
         self._lock = threading.Lock()  # the heartbeat and the scanner read what we hold
 
     # --- what we hold ----------------------------------------------------------------------
@@ -51,6 +56,23 @@ class Worker:
     def _hold(self, work: Path, yes: bool) -> None:
         with self._lock:
             (self._held.add if yes else self._held.discard)(work)
+            self._lost.discard(work)
+
+    def renew_leases(self) -> None:
+        """The heartbeat's call: renew what we hold; note what the queue gave to someone else."""
+        lost = self.queue.renew(self.holding())
+        with self._lock:
+            self._lost.update(w for w in lost if w in self._held)
+
+    def _has_lost(self, work: Path) -> bool:
+        with self._lock:
+            return work in self._lost
+
+    def release_all(self) -> None:
+        """On the way out: every held job may be taken over at once (checkpoints stay)."""
+        for work in self.holding():
+            if work.exists() and not self._has_lost(work):
+                self.queue.release(work)
 
     # --- one turn ------------------------------------------------------------------------------
 
@@ -68,10 +90,14 @@ class Worker:
         self._hold(item.path, True)
         self.board.set_current({"name": item.label, "iteration": 0, "phase": "starting"})
         try:
-            outcome = runner.run_job(item, self.engine, self.weights, self.config(),
-                                     Hooks(progress=self.progress_reporter(item), should_stop=self.should_stop))
+            hooks = Hooks(progress=self.progress_reporter(item),
+                          should_stop=lambda: self.should_stop() or self._has_lost(item.path),
+                          fence=lambda: self.queue.fence(item.path, self.should_stop))
+            outcome = runner.run_job(item, self.engine, self.weights, self.config(), hooks)
         finally:
             self.board.set_current(None)
+        if outcome.kind == runner.STOPPED and self._has_lost(item.path):
+            outcome = Outcome(runner.LOST, "stylize", outcome.error)
         self.settle(item, outcome, self.clock())
         return True
 
@@ -83,12 +109,13 @@ class Worker:
                 return WorkItem.load(work)
         work_root = self.config().paths.state / "work"
         orphans, queue = self.handoff.take()
-        for work in orphans:
-            item = WorkItem.take_over(work, work_root)
-            if item is not None:
-                log.info("job=%s resuming work left by an earlier daemon (%s)", item.label, work.name)
-                return item
+        item = self.queue.next(work_root, orphans)
+        if item is not None:
+            return item
         for p in queue:
+            if not self.queue.may_claim(p):  # another host ingests it
+                self.handoff.discard(p)
+                continue
             try:
                 item = WorkItem.claim(p.candidate, work_root, p.arrived, p.expired)
             except ClaimRefused as exc:
@@ -96,7 +123,7 @@ class Worker:
                 item = None
             self.handoff.discard(p)
             if item is not None:
-                return item
+                return self.queue.ingest(item, work_root)
         return None
 
     def refuse(self, c: jobs.Candidate, exc: ClaimRefused) -> None:
@@ -123,8 +150,9 @@ class Worker:
                         item.path.name)
             item.remove()
         elif outcome.kind == runner.LOST:
-            log.warning("job=%s: lost it to another worker (%s); its result is theirs to publish", item.label,
-                        outcome.error)
+            log.warning("job=%s: lost the job to another worker (%s); its result is theirs to publish",
+                        item.label, outcome.error)
+            self.queue.forget(item.path)
         elif outcome.kind == runner.STOPPED:
             return  # still held: released again, with every other held job, when the daemon stops
         else:
@@ -134,7 +162,10 @@ class Worker:
             if delay is not None:
                 self._retry_later(item, outcome, attempts, delay, now)
                 return
-            self.fail(item, outcome)
+            if not self.fail(item, outcome):
+                return
+        if outcome.kind != runner.LOST:
+            self.queue.complete(item.path)
         self._hold(item.path, False)
         self.on_change()
 
@@ -154,8 +185,8 @@ class Worker:
             log.error("job=%s unexpected error", item.label, exc_info=outcome.error)
         self.deferred[item.path] = now + delay
 
-    def fail(self, item: WorkItem, outcome: Outcome) -> None:
-        """Every input and error.yaml to failed/; if even that fails, keep the work and try later."""
+    def fail(self, item: WorkItem, outcome: Outcome) -> bool:
+        """Every input and error.yaml to failed/; if even that fails, keep the work and try later (False)."""
         from nstd.report import versions
 
         cfg, meta = self.config(), item.meta
@@ -169,7 +200,7 @@ class Worker:
             log.exception("job=%s could not be moved to failed/ completely; its inputs are in %s; trying again "
                           "in %.0fs", item.label, where, cfg.service.retry_backoff)
             self.deferred[item.path] = self.clock() + cfg.service.retry_backoff
-            return
+            return False
         item.remove()  # the inputs are safe in failed/ now: nothing after this may fail the failure
         log.error("job=%s failed; inputs and error.yaml are in %s", item.label, dest)
         self.board.job_failed(item.label, str(outcome.error), str(dest))
@@ -177,6 +208,7 @@ class Worker:
             outbox.preview_path(cfg, meta.name, meta.rel).unlink(missing_ok=True)
         except OSError as err:
             log.warning("job=%s: could not remove its preview (%s)", item.label, err)
+        return True
 
     # --- progress --------------------------------------------------------------------------------
 

@@ -1,0 +1,211 @@
+"""Several daemons sharing one inbox through a real Redis server (``queue.backend: redis``).
+
+Three ``nstd run`` processes started from one config stand for three hosts mounting one
+share. Redis is Debian's ``redis-server``, started here on a free loopback port with its
+append-only file on; the tests skip where it is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon_harness import Daemon, outputs, wait_until, write_config
+from tests.test_daemon import LONG, drop_yaml_job, work_checkpoint
+
+pytestmark = pytest.mark.timeout(300)
+redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[fleet]')")
+
+
+class RedisServer:
+    """redis-server in a subprocess: appendfsync always, so a kill -9 loses no acknowledged write."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed (Debian: apt install redis-server; .ci/run does)")
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
+            stdout=open(self.folder / "redis.log", "a"), stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _pings(client), 20, "redis-server to answer")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = RedisServer(tmp_path / "redis")
+    yield s
+    s.kill()
+
+
+def fleet_config(root: Path, weights: Path, url: str, **extra) -> Path:
+    return write_config(root, weights, queue={"backend": "redis", "url": url},
+                        service={"lease_timeout": 4, "heartbeat_seconds": 0.5, "checkpoint_every": 20}, **extra)
+
+
+def drop_pairs(inbox: Path, n: int) -> list[str]:
+    from tests.conftest import make_image
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    names = [f"j{i:02d}" for i in range(n)]
+    for i, name in enumerate(names):  # the style first: a pair is complete once its content is there
+        make_image(inbox / f"{name}.style.png", (24, 24), seed=100 + i)
+        make_image(inbox / f"{name}.content.png", (32, 24), seed=i)
+    return names
+
+
+def done_counts(daemons: list[Daemon]) -> Counter:
+    """How many times each job was published, from every worker's log."""
+    return Counter(m for d in daemons for m in re.findall(r"job=(\S+) done:", d.log))
+
+
+def holder(daemons: list[Daemon], name: str) -> Daemon:
+    """The worker whose log says it last claimed or took over ``name``."""
+    return wait_until(lambda: next((d for d in daemons if re.search(rf"job={name} (claimed|taken over)", d.log)), None),
+                      30, f"a worker holding {name}")
+
+
+def test_thirty_jobs_on_three_workers_complete_exactly_once(tmp_path, thin_mat, server):
+    server.start()
+    root = tmp_path / "share"
+    cfg = fleet_config(root, thin_mat, server.url)
+    names = drop_pairs(root / "inbox", 30)
+    daemons = [Daemon(cfg) for _ in range(3)]
+    try:
+        wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 30, 240, "30 reports")
+        time.sleep(1.0)  # a second publish, were there one, would show now
+        assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)  # no j00-1.png
+        counts = done_counts(daemons)
+        assert counts == Counter({n: 1 for n in names}), counts
+        assert sum(1 for d in daemons if "done:" in d.log) >= 2  # the work was shared
+        assert not list((root / "inbox").iterdir()) and not list((root / "failed").iterdir())
+        wait_until(lambda: not list((root / "state" / "work").iterdir()), 10, "empty work folders")
+        status = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)], capture_output=True,
+                                text=True)
+        assert status.returncode == 0 and "fleet queue (redis" in status.stdout, status.stdout
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path, thin_mat, server):
+    server.start()
+    root = tmp_path / "share"
+    cfg = fleet_config(root, thin_mat, server.url)
+    daemons = [Daemon(cfg) for _ in range(3)]
+    try:
+        for d in daemons:
+            d.wait_log("ready:")
+        drop_yaml_job(root / "inbox", "long", LONG)
+        wait_until(lambda: work_checkpoint(root), 60, "a checkpoint")
+        victim = holder(daemons, "long")
+        victim.kill()  # SIGKILL: no release, no goodbye; the server's idle clock runs out
+        t_kill = time.monotonic()
+        wait_until(lambda: any("taken over" in d.log for d in daemons if d is not victim), 30, "a take-over")
+        assert time.monotonic() - t_kill < 4 + 5  # within lease_timeout (4 s), plus a poll
+        wait_until(lambda: (root / "outbox" / "long.report.yaml").exists(), 180, "the resumed job's report")
+        time.sleep(1.0)
+        assert [p.name for p in outputs(root)] == ["long.png"]
+        log = (root / "outbox" / "long.log").read_text()
+        assert "resuming from checkpoint at scale 1, iteration" in log
+        assert yaml.safe_load((root / "outbox" / "long.report.yaml").read_text())["iterations"] == 1500
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_a_paused_worker_that_comes_back_loses_the_job_and_publishes_nothing(tmp_path, thin_mat, server):
+    server.start()
+    root = tmp_path / "share"
+    cfg = fleet_config(root, thin_mat, server.url)
+    daemons = [Daemon(cfg) for _ in range(2)]
+    try:
+        for d in daemons:
+            d.wait_log("ready:")
+        drop_yaml_job(root / "inbox", "long", LONG)
+        wait_until(lambda: work_checkpoint(root), 60, "a checkpoint")
+        paused = holder(daemons, "long")
+        other = next(d for d in daemons if d is not paused)
+        paused.send(signal.SIGSTOP)  # a frozen VM, or a partition: alive, but silent
+        other.wait_log("job=long taken over", 30)
+        paused.send(signal.SIGCONT)
+        paused.wait_log("lost the job to another worker", 30)
+        wait_until(lambda: (root / "outbox" / "long.report.yaml").exists(), 180, "the new owner's report")
+        time.sleep(2.0)
+        assert [p.name for p in outputs(root)] == ["long.png"]
+        assert done_counts(daemons) == Counter({"long": 1}) and "job=long done" in other.log
+        assert paused.proc.poll() is None  # losing a job is not a reason to die
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_redis_restarted_mid_run_loses_and_doubles_nothing(tmp_path, thin_mat, server):
+    server.start()
+    root = tmp_path / "share"
+    cfg = fleet_config(root, thin_mat, server.url)
+    daemons = [Daemon(cfg) for _ in range(3)]
+    try:
+        names = drop_pairs(root / "inbox", 12)
+        wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 3, 120, "the first reports")
+        server.kill()  # kill -9; the append-only file (fsync always) has every acknowledged write
+        time.sleep(3.0)
+        server.start()
+        wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 12, 240, "12 reports")
+        time.sleep(1.0)
+        assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)
+        assert done_counts(daemons) == Counter({n: 1 for n in names})
+        assert any("cannot reach the queue server" in d.log for d in daemons)
+        assert all(d.proc.poll() is None for d in daemons)
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_redis_unreachable_at_start_up_the_daemon_waits_and_loses_nothing(tmp_path, thin_mat, server):
+    root = tmp_path / "share"
+    cfg = fleet_config(root, thin_mat, server.url)  # nothing listens there yet
+    names = drop_pairs(root / "inbox", 2)
+    with Daemon(cfg) as d:
+        d.wait_log("cannot reach the queue server", 60)
+        time.sleep(3.0)
+        assert d.proc.poll() is None and not outputs(root)
+        assert len(list((root / "inbox").iterdir())) == 4  # the jobs wait where they were dropped
+        assert d.log.count("cannot reach the queue server") == 1  # said once, not every second
+        server.start()
+        wait_until(lambda: len(outputs(root, "*.report.yaml")) == 2, 60, "both reports")
+        assert "answers again" in d.log
+        assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)
+        assert d.stop() == 0
