@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -202,7 +203,9 @@ class RedisQueue:
 
     def may_claim(self, p: Pending) -> bool:
         """Only one host ingests a job: the first to mark its name and files in Redis."""
-        sig = hashlib.sha256(repr(jobs.signature(p.candidate)).encode()).hexdigest()[:16]
+        inbox = str(self.cfg.paths.inbox)  # hosts mount the share at different paths: names are relative
+        sig = [(os.path.relpath(path, inbox), size, mtime) for path, size, mtime in jobs.signature(p.candidate)]
+        sig = hashlib.sha256(repr(sig).encode()).hexdigest()[:16]
         key = f"{self.ingest_prefix}{p.candidate.key}:{sig}"
         return bool(self._call("ingest a job", lambda: self.redis.set(key, self.consumer, nx=True, ex=7 * 86400),
                                default=False))

@@ -120,3 +120,15 @@ def test_memory_limit_accepts_sizes(tmp_path, thin_mat):
     assert cfg.limits.memory == int(1.5 * 2**30)
     run = nstd("check", "--config", str(write_config(tmp_path / "b", thin_mat, limits={"memory": "lots"})))
     assert run.returncode == 1 and "not a size like 16G" in run.stderr
+
+
+def test_the_queue_section_is_checked(tmp_path, thin_mat):
+    from nstd import config
+
+    cfg = config.load(write_config(tmp_path, thin_mat, queue={"backend": "redis", "url": "redis://q.lan:6379/2"}))
+    assert (cfg.queue.backend, cfg.queue.url, cfg.queue.prefix) == ("redis", "redis://q.lan:6379/2", "nstd")
+    for bad, message in (({"backend": "zeromq"}, "choose local, redis"),
+                         ({"url": "http://q.lan"}, "must be a Redis URL"),
+                         ({"prefix": "a b"}, "letters, digits")):
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(write_config(tmp_path / "x", thin_mat, queue=bad))
