@@ -7,6 +7,7 @@ append-only file on; the tests skip where it is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import signal
@@ -120,17 +121,27 @@ def test_thirty_jobs_on_three_workers_complete_exactly_once(tmp_path, thin_mat, 
             d.stop()
 
 
-def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path, thin_mat, server):
+@contextlib.contextmanager
+def long_job_on(tmp_path, thin_mat, server, workers: int):
+    """``workers`` ready daemons, one long job dropped; yields (share, daemons, the job's holder)
+    once the job has written a checkpoint."""
     server.start()
     root = tmp_path / "share"
     cfg = fleet_config(root, thin_mat, server.url)
-    daemons = [Daemon(cfg) for _ in range(3)]
+    daemons = [Daemon(cfg) for _ in range(workers)]
     try:
         for d in daemons:
             d.wait_log("ready:")
         drop_yaml_job(root / "inbox", "long", LONG)
         wait_until(lambda: work_checkpoint(root), 60, "a checkpoint")
-        victim = holder(daemons, "long")
+        yield root, daemons, holder(daemons, "long")
+    finally:
+        for d in daemons:
+            d.stop()
+
+
+def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path, thin_mat, server):
+    with long_job_on(tmp_path, thin_mat, server, 3) as (root, daemons, victim):
         victim.kill()  # SIGKILL: no release, no goodbye; the server's idle clock runs out
         t_kill = time.monotonic()
         wait_until(lambda: any("taken over" in d.log for d in daemons if d is not victim), 30, "a take-over")
@@ -141,25 +152,13 @@ def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path
         log = (root / "outbox" / "long.log").read_text()
         assert "resuming from checkpoint at scale 1, iteration" in log
         assert yaml.safe_load((root / "outbox" / "long.report.yaml").read_text())["iterations"] == 1500
-    finally:
-        for d in daemons:
-            d.stop()
 
 
 def test_a_paused_worker_that_comes_back_loses_the_job_and_publishes_nothing(tmp_path, thin_mat, server):
-    server.start()
-    root = tmp_path / "share"
-    cfg = fleet_config(root, thin_mat, server.url)
-    daemons = [Daemon(cfg) for _ in range(2)]
-    try:
-        for d in daemons:
-            d.wait_log("ready:")
-        drop_yaml_job(root / "inbox", "long", LONG)
-        wait_until(lambda: work_checkpoint(root), 60, "a checkpoint")
-        paused = holder(daemons, "long")
-        other = next(d for d in daemons if d is not paused)
+    with long_job_on(tmp_path, thin_mat, server, 3) as (root, daemons, paused):
         paused.send(signal.SIGSTOP)  # a frozen VM, or a partition: alive, but silent
-        other.wait_log("job=long taken over", 30)
+        other = wait_until(lambda: next((d for d in daemons if d is not paused and "job=long taken over" in d.log),
+                                        None), 30, "a take-over")
         paused.send(signal.SIGCONT)
         paused.wait_log("lost the job to another worker", 30)
         wait_until(lambda: (root / "outbox" / "long.report.yaml").exists(), 180, "the new owner's report")
@@ -167,9 +166,6 @@ def test_a_paused_worker_that_comes_back_loses_the_job_and_publishes_nothing(tmp
         assert [p.name for p in outputs(root)] == ["long.png"]
         assert done_counts(daemons) == Counter({"long": 1}) and "job=long done" in other.log
         assert paused.proc.poll() is None  # losing a job is not a reason to die
-    finally:
-        for d in daemons:
-            d.stop()
 
 
 def test_redis_restarted_mid_run_loses_and_doubles_nothing(tmp_path, thin_mat, server):
