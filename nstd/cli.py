@@ -241,37 +241,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Drop a folder job into the inbox atomically (hidden while it is being written)."""
-    import shutil
-
-    import yaml
-
-    from nstd.atomic import fsync_dir
-    from nstd.images import load_image
-    from nstd.jobs import safe_name
-    from nstd.params import parse_set, resolve
+    from nstd.params import parse_set
+    from nstd.submit import submit
+    from nstd.untrusted import read_regular
 
     cfg = _config(args)
-    raw = parse_set(args.set or [])
-    resolve({**cfg.defaults, **raw}, where="nstd submit")
-    for img in [args.content, *args.styles]:
-        load_image(Path(img), cfg.limits.input_pixels)
-    name = safe_name(args.name or Path(args.content).stem)
-    target = cfg.paths.inbox / name
-    n = 1
-    while target.exists():
-        target = cfg.paths.inbox / f"{name}-{n}"
-        n += 1
-    tmp = cfg.paths.inbox / f".{target.name}.submitting"
-    tmp.mkdir(parents=True)
-    shutil.copyfile(args.content, tmp / ("content" + Path(args.content).suffix.lower()))
-    for i, style in enumerate(args.styles, 1):
-        shutil.copyfile(style, tmp / (f"style{i}" + Path(style).suffix.lower()))
-    (tmp / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False) if raw else "{}\n")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.rename(tmp, target)
-    fsync_dir(target.parent)
+
+    def read(path: str) -> tuple[str, bytes]:
+        return path, read_regular(Path(path), cfg.limits.input_bytes, "image", "limits.input_bytes")
+
+    target = submit(cfg, args.name or Path(args.content).stem, read(args.content), [read(s) for s in args.styles],
+                    parse_set(args.set or []))
     print(f"submitted {target}")
     return 0
 

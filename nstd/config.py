@@ -75,6 +75,12 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class Http:
+    listen: str | None = None  # host:port of the web page, /metrics and health checks; None: off
+    token: str | None = None  # required on any address but loopback (Authorization: Bearer, or ?token=)
+
+
+@dataclass(frozen=True)
 class Retention:
     days: float | None = None  # remove logs, reports, archived and failed jobs older than this
     keep: int | None = None  # and all but the newest this many of each
@@ -91,12 +97,13 @@ class Config:
     service: Service = Service()
     retention: Retention = Retention()
     queue: Queue = Queue()
+    http: Http = Http()
     source: str = ""
 
 
 SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service, "retention": Retention,
-            "queue": Queue}
-TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention", "queue")
+            "queue": Queue, "http": Http}
+TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention", "queue", "http")
 PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
 
 
@@ -168,6 +175,11 @@ def _section(cls: type, raw: Any, where: str, section: str) -> Any:
         elif name == "queue.prefix":
             if not isinstance(value, str) or not value.replace("-", "").replace("_", "").isalnum():
                 raise ConfigError(f"{at}: must be letters, digits, - or _, got {short(value)}.")
+        elif name == "http.listen":
+            value = check_listen(value, at)
+        elif name == "http.token":
+            if value is not None and (not isinstance(value, str) or len(value) < 16):
+                raise ConfigError(f"{at}: must be a secret of at least 16 characters (e.g. openssl rand -hex 16).")
         elif name == "output.group":
             if value is not None:
                 if not isinstance(value, str) or not value:
@@ -181,10 +193,28 @@ def _section(cls: type, raw: Any, where: str, section: str) -> Any:
             value = _number(name, value, at)
         values[key] = value
     section_obj = cls(**values)
+    if section == "http" and section_obj.listen and not section_obj.token and \
+            section_obj.listen.rsplit(":", 1)[0].strip("[]") not in LOOPBACK:
+        raise ConfigError(f"{where}.listen is {section_obj.listen}, which other machines can reach: set "
+                          f"{where}.token too (and put a TLS reverse proxy in front; see README), or listen on "
+                          "127.0.0.1.")
     if section == "service" and section_obj.lease_timeout < 2 * section_obj.heartbeat_seconds:
         raise ConfigError(f"{where}.lease_timeout ({section_obj.lease_timeout}) must be at least twice "
                           f"heartbeat_seconds ({section_obj.heartbeat_seconds}), or live jobs would be taken over.")
     return section_obj
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_listen(value: Any, where: str) -> str | None:
+    """``host:port`` (IPv6 in brackets), or null for no web server."""
+    if value is None:
+        return None
+    host, _, port = str(value).rpartition(":")
+    if not isinstance(value, str) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: must be host:port like 127.0.0.1:8750, got {short(value)}.")
+    return value
 
 
 def parse_bytes(text: str, where: str) -> int:

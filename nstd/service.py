@@ -26,11 +26,13 @@ from nstd import config as config_mod
 from nstd import jobs, outbox
 from nstd.atomic import write_bytes_atomic
 from nstd.config import Config
-from nstd.errors import ConfigError, NstdError
+from nstd.errors import ConfigError
 from nstd.logs import JournalFormatter, on_journal
 from nstd.notify import Notifier
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
+from nstd.prometheus import Metrics
+from nstd.web import WebServer, ready_check
 from nstd.worker import Worker
 
 log = logging.getLogger("nstd")
@@ -64,7 +66,9 @@ class Daemon:
         self.work_ready = self.handoff.ready
         self.scanner = Scanner(lambda: self.cfg, self.board, self.handoff,
                                lambda work: self.worker is not None and self.worker.holds(work))
-        self.worker: Worker | None = None  # from start_worker(), once the engine is loaded
+        self.worker: Worker | None = None  # from load_engine(), once the engine is loaded
+        self.metrics = Metrics()
+        self.web: WebServer | None = None
         self.inbox_watch: Any = None  # nstd.watch.InboxWatch, from run()
         self.status_path = cfg.paths.state / "status" / f"{jobs.safe_name(jobs.host_name())}-{os.getpid()}.json"
         self._last_status_send = 0.0
@@ -87,7 +91,8 @@ class Daemon:
             queue = RedisQueue(self.cfg, f"{jobs.host_name()}-{os.getpid()}")
             log.info("queue: redis at %s (prefix %s)", self.cfg.queue.url, self.cfg.queue.prefix)
         self.worker = Worker(lambda: self.cfg, engine, weights, self.board, self.handoff, self.scanner,
-                             self.note_stop, self.set_status_line, self.write_status, queue=queue)
+                             self.note_stop, self.set_status_line, self.write_status, queue=queue,
+                             metrics=self.metrics)
 
     # --- threads ------------------------------------------------------------------------
 
@@ -112,7 +117,7 @@ class Daemon:
         observer = self.inbox_watch.observer if self.inbox_watch is not None else None
         observer_ok = observer is None or observer.is_alive()
         scanner_ok = now - self.scanner.beat < max(stall, self.cfg.watch.rescan_seconds + 30)
-        worker_ok = now - self.worker.beat < max(stall, 60.0)
+        worker_ok = self.worker is None or now - self.worker.beat < max(stall, 60.0)
         return observer_ok and scanner_ok and worker_ok
 
     # --- status ---------------------------------------------------------------------------
@@ -171,31 +176,20 @@ class Daemon:
     def reload(self) -> None:
         """Apply a changed config; any failure keeps the running config, never the daemon's life."""
         self.reload_requested.clear()
-        try:
-            self._reload()
-        except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
-            log.error("config reload failed, still running on the previous config: %s", exc)
-            self.notifier.send("READY=1", "STATUS=config reload failed; running on the previous config")
-
-    def _reload(self) -> None:
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             new = config_mod.load(self.config_path) if self.config_path else self.cfg
-        except NstdError as exc:
+            restart = {"paths", "weights", "queue", "http"}  # fixed while running
+            kept = sorted(k for k in restart if getattr(new, k) != getattr(self.cfg, k))
+            if kept:
+                log.warning("config reloaded, but %s changes need a restart; keeping the running ones",
+                            ", ".join(kept))
+                new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in restart})
+            os.umask(new.output.umask)
+        except Exception as exc:  # noqa: BLE001 - a reload must never stop the daemon
             log.error("config reload failed, still running on the previous config: %s", exc)
             self.notifier.send("READY=1", "STATUS=config reload failed; running on the previous config")
             return
-        kept = []
-        if new.paths != self.cfg.paths:
-            kept.append("paths")
-        if new.weights != self.cfg.weights:
-            kept.append("weights")
-        if new.queue != self.cfg.queue:
-            kept.append("queue")
-        if kept:
-            log.warning("config reloaded, but %s changes need a restart; keeping the running ones", ", ".join(kept))
-            new = dataclasses.replace(new, paths=self.cfg.paths, weights=self.cfg.weights, queue=self.cfg.queue)
-        os.umask(new.output.umask)
         self.cfg = new
         log.info("config reloaded from %s", self.config_path)
         self.notifier.send("READY=1", "STATUS=config reloaded")
@@ -208,6 +202,11 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.on_signal)
         prepare(self.cfg, self.status_path.parent)
+        if self.cfg.http.listen:
+            wd = self.notifier.watchdog_interval()
+            self.web = WebServer(lambda: self.cfg, self.board, self.metrics, lambda: self.alive(2 * wd if wd else 300),
+                                 ready_check(lambda: self.cfg, lambda: self.worker is not None))
+            self.web.start()
         self.load_engine()
         self.inbox_watch = InboxWatch(self.cfg.paths.inbox, self.cfg.watch.mode, self.cfg.watch.poll_interval,
                                       self.wake)
@@ -232,6 +231,8 @@ class Daemon:
             self.wake.set()
             if self.inbox_watch is not None:
                 self.inbox_watch.stop()
+            if self.web is not None:
+                self.web.stop()
             for t in threads:
                 t.join(timeout=5)
             try:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from nstd import jobs, outbox, runner
 from nstd.config import Config
 from nstd.fleet import LocalQueue
+from nstd.prometheus import Metrics, iteration_timer
 from nstd.runner import Hooks, Outcome, RetryPolicy
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
@@ -29,16 +30,17 @@ class Worker:
                  handoff: Handoff, scanner: Scanner, should_stop: Callable[[], bool],
                  status_line: Callable[[str], None] = lambda text: None,
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
-                 queue: Any = None) -> None:
+                 queue: Any = None, metrics: Metrics | None = None) -> None:
         """``config()``: the running config; ``status_line``: systemd's STATUS=;
         ``on_change``: a job ended (write the status file); ``clock``: monotonic seconds;
-        ``queue``: a :mod:`nstd.fleet` queue (default: local)."""
+        ``queue``: a :mod:`nstd.fleet` queue (default: local); ``metrics``: for ``/metrics``."""
         self.config, self.engine, self.weights, self.board = config, engine, weights, board
         self.handoff, self.scanner, self.should_stop = handoff, scanner, should_stop
         self.status_line, self.on_change, self.clock = status_line, on_change, clock
         self.deferred: dict[Path, float] = {}  # work folder -> monotonic time of its next try
         self.beat = time.monotonic()  # last sign of progress (the watchdog's question)
         self.queue = queue if queue is not None else LocalQueue()
+        self.metrics = metrics or Metrics()
         self._held: set[Path] = set()
         self._lost: set[Path] = set()  # held work the queue gave to another worker (the heartbeat finds out)
         self._lock = threading.Lock()  # the heartbeat and the scanner read what we hold
@@ -89,6 +91,7 @@ class Worker:
             return False
         self._hold(item.path, True)
         self.board.set_current({"name": item.label, "iteration": 0, "phase": "starting"})
+        started = self.clock()
         try:
             hooks = Hooks(progress=self.progress_reporter(item),
                           should_stop=lambda: self.should_stop() or self._has_lost(item.path),
@@ -99,6 +102,7 @@ class Worker:
         if outcome.kind == runner.STOPPED and self._has_lost(item.path):
             outcome = Outcome(runner.LOST, "stylize", outcome.error)
         self.settle(item, outcome, self.clock())
+        self.metrics.job_ended(outcome.kind, self.clock() - started)
         return True
 
     def next_item(self, now: float) -> WorkItem | None:
@@ -130,6 +134,7 @@ class Worker:
         """A job that cannot be claimed fails once, with its reason, inputs untouched in the inbox;
         it is tried again only when its files change."""
         self.scanner.refuse(c)
+        self.metrics.claim_failed()
         log.error("job=%s cannot be claimed: %s", c.name, exc)
         try:
             dest = outbox.refused(self.config(), c.name, str(c.rel), exc, c.files)
@@ -215,9 +220,11 @@ class Worker:
     def progress_reporter(self, item: WorkItem) -> Callable[[Any], None]:
         """Progress to the status board, systemd's STATUS= line and (every 10 s) the job log."""
         last_log = [0.0]
+        tick = iteration_timer(self.metrics, self.clock)
 
         def progress(p: Any) -> None:
             self.beat = self.clock()
+            tick(p.iteration)
             self.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
                                     "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
                                     "loss": p.loss, "elapsed": round(p.elapsed, 1),
