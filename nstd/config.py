@@ -6,9 +6,10 @@ that would make the daemon eat its own output are refused at start-up.
 
 from __future__ import annotations
 
+
 import grp
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -193,6 +194,8 @@ def _section(cls: type, raw: Any, where: str, section: str) -> Any:
             value = _number(name, value, at)
         values[key] = value
     section_obj = cls(**values)
+    if section == "http" and section_obj.token is None and os.environ.get("NSTD_HTTP_TOKEN"):
+        section_obj = replace(section_obj, token=_env_token(os.environ["NSTD_HTTP_TOKEN"], where))
     if section == "http" and section_obj.listen and not section_obj.token and \
             section_obj.listen.rsplit(":", 1)[0].strip("[]") not in LOOPBACK:
         raise ConfigError(f"{where}.listen is {section_obj.listen}, which other machines can reach: set "
@@ -205,6 +208,13 @@ def _section(cls: type, raw: Any, where: str, section: str) -> Any:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _env_token(value: str, where: str) -> str:
+    """http.token from $NSTD_HTTP_TOKEN (containers), held to the same rule as the config's."""
+    if len(value) < 16:
+        raise ConfigError(f"{where}: NSTD_HTTP_TOKEN must be a secret of at least 16 characters.")
+    return value
 
 
 def check_listen(value: Any, where: str) -> str | None:
