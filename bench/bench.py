@@ -61,7 +61,7 @@ def peak_conv_gflops(size: int = 256, channels: int = 256, repeats: int = 5) -> 
 
 def step_speed(weights: VGGWeights, content, style, size: int, repeats: int) -> tuple[float, float, float]:
     """(best, median seconds, FLOPs) of one origin-objective step; best as for the peak conv."""
-    engine = Engine(weights)
+    engine = Engine(weights, compute="fp32", compiler="xla")  # the table is fp32 XLA; bench/precision.py has the rest
     params = resolve({"preset": "origin", "size": size})
     w, h = fit_size(*content.size, size)
     c = resize(content.rgb, w, h)
@@ -85,7 +85,7 @@ def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | N
 
     ``target``: stop as soon as a full-resolution iterate reaches this loss.
     """
-    engine = Engine(weights, **engine_options)
+    engine = Engine(weights, **{"compute": "fp32", "compiler": "xla", **engine_options})
     params = resolve({**raw, **({"time_limit": cap} if cap else {})})
     n_scales = len(Engine._plan(*fit_size(*content.size, params.size), params))
     hit: dict[str, float] = {}
@@ -156,7 +156,7 @@ def choices(weights: VGGWeights, content, style, size: int = 256) -> None:
                 ("  L-BFGS memory 20", {**fast, "lbfgs_memory": 20}, {}, None),
                 ("  Adam lr 2 instead of L-BFGS", adam, {}, None),
                 ("  Adam lr 2, normalised gradient", adam, {}, normalised),
-                ("  without XLA", fast, {"jit_compile": False}, None)]
+                ("  without XLA", fast, {"compiler": "graph"}, None)]
     print(f"{'variant':<62} {'seconds':>8} {'loss':>11}")
     for name, raw, engine_options, solver_factory in variants:
         stylize_module.make_solver = solver_factory or make_solver

@@ -75,7 +75,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         init_image = load_image(Path(params.init), args.max_pixels)
     t0 = time.monotonic()
     weights = load_weights(args.weights)
-    engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None)
+    engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None,
+                    compute=args.compute, compiler=args.compiler)
     load_s = time.monotonic() - t0
     print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
           file=sys.stderr)
@@ -290,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", help="default | origin")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="any job parameter (repeatable)")
     s.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger input images")
+    s.add_argument("--compute", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="the convolutions' number format; auto: the fastest this machine has that keeps the "
+                        "result (measured once per image size)")
+    s.add_argument("--compiler", choices=("auto", "xla", "graph"), default="auto",
+                   help="XLA or TensorFlow's graph executor; auto: measured")
     s.add_argument("--memory", help="memory the job may use, e.g. 8G (default: the machine's); larger jobs are "
                                     "refined in tiles")
     s.set_defaults(func=cmd_stylize)

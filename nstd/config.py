@@ -76,6 +76,12 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    compute: str = "auto"  # auto | fp32 | bf16 | fp16: the convolutions' number format
+    compiler: str = "auto"  # auto | xla | graph
+
+
+@dataclass(frozen=True)
 class Http:
     listen: str | None = None  # host:port of the web page, /metrics and health checks; None: off
     token: str | None = None  # required on any address but loopback (Authorization: Bearer, or ?token=)
@@ -99,12 +105,14 @@ class Config:
     retention: Retention = Retention()
     queue: Queue = Queue()
     http: Http = Http()
+    engine: EngineOptions = EngineOptions()
     source: str = ""
 
 
 SECTIONS = {"limits": Limits, "watch": Watch, "output": Output, "service": Service, "retention": Retention,
-            "queue": Queue, "http": Http}
-TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention", "queue", "http")
+            "queue": Queue, "http": Http, "engine": EngineOptions}
+TOP_KEYS = ("paths", "weights", "defaults", "limits", "watch", "output", "service", "retention", "queue", "http",
+            "engine")
 PATH_KEYS = ("inbox", "outbox", "failed", "archive", "state", "delete_originals")
 
 
@@ -133,6 +141,7 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "retention.keep": (True, 1, 10**9, True),
 }
 CHOICES = {"watch.mode": ("auto", "events", "polling"), "queue.backend": ("local", "redis"),
+           "engine.compute": ("auto", "fp32", "bf16", "fp16"), "engine.compiler": ("auto", "xla", "graph"),
            "output.format": tuple(sorted({ext.lstrip(".") for ext in FORMATS}))}
 
 

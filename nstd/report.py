@@ -63,6 +63,7 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
         "timings": {**(result.timings if result else {}), **(timings or {}),
                     "seconds_per_iteration": round(opt / iters, 4) if iters else None},
         "device": device,
+        "precision": list(getattr(result, "precision", []) or []) if result else [],
         "host": socket.gethostname(),
         "versions": versions(),
         "weights": {"path": weights.source, "format": weights.format, "sha256": weights.sha256},

@@ -215,8 +215,11 @@ def publish(item: WorkItem, engine: Any, weights: Any, inputs: JobInputs, result
                  "wall": round(time.time() - t_run, 3)},
         job={"name": meta.name, "folder": meta.rel, "form": meta.form, "attempts": meta.attempts + 1},
     )
-    item.log("finished: %d iterations in %.1fs (%s), loss %.4g → %.4g", result.iterations, result.timings["total"],
-             result.stopped_by, result.initial["loss"], result.final["loss"])
+    for note in result.notes:
+        item.log("%s", note)
+    item.log("finished: %d iterations in %.1fs (%s, %s), loss %.4g → %.4g", result.iterations,
+             result.timings["total"], result.stopped_by, ", ".join(result.precision), result.initial["loss"],
+             result.final["loss"])
     target = outbox.archive_target(cfg, meta.name, meta.rel)
     meta.archive_to = str(target) if target is not None else ""
     item.save()

@@ -81,7 +81,8 @@ class Daemon:
         t0 = time.monotonic()
         log.info("loading weights %s", self.cfg.weights)
         weights = load_weights(self.cfg.weights)
-        engine = Engine(weights, memory_limit=self.cfg.limits.memory)
+        engine = Engine(weights, memory_limit=self.cfg.limits.memory, compute=self.cfg.engine.compute,
+                        compiler=self.cfg.engine.compiler)
         log.info("engine ready on %s in %.1fs (weights %s, %s, sha256 %s…)", engine.device,
                  time.monotonic() - t0, weights.source, weights.format, weights.sha256[:12])
         queue = None
@@ -179,7 +180,7 @@ class Daemon:
         self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             new = config_mod.load(self.config_path) if self.config_path else self.cfg
-            restart = {"paths", "weights", "queue", "http"}  # fixed while running
+            restart = {"paths", "weights", "queue", "http", "engine"}  # fixed while running
             kept = sorted(k for k in restart if getattr(new, k) != getattr(self.cfg, k))
             if kept:
                 log.warning("config reloaded, but %s changes need a restart; keeping the running ones",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 from nstd.engine.backend import tf
 
-from nstd.engine import memory, tiling
+from nstd.engine import memory, precision, tiling
 from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
@@ -26,6 +27,7 @@ from nstd.engine.weights import VGGWeights
 from nstd.images import LoadedImage, fit_size, histogram_transfer, luminance_transfer, resize
 from nstd.params import Params
 
+log = logging.getLogger("nstd")
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
 GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
@@ -70,6 +72,7 @@ class Result:
     timings: dict[str, float]
     shapes: list[tuple[int, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    precision: list[str] = field(default_factory=list)  # compute/compiler of the steps, in order
 
 
 def device_name() -> str:
@@ -80,14 +83,22 @@ def device_name() -> str:
 class Engine:
     """Resident optimizer: build once, call :meth:`stylize` for every job."""
 
-    def __init__(self, weights: VGGWeights, *, jit_compile: bool = True, gram_cache_size: int = 64,
-                 memory_limit: int | None = None) -> None:
-        """``jit_compile``: XLA-compile the step (bench: 27% faster at 512 px on CPU).
+    def __init__(self, weights: VGGWeights, *, compute: str = "auto", compiler: str = "auto",
+                 gram_cache_size: int = 64, memory_limit: int | None = None,
+                 choices: precision.ChoiceCache | None = None) -> None:
+        """``compute``: fp32 | bf16 | fp16 | auto, the convolutions' number format;
+        ``compiler``: xla | graph | auto (see :mod:`nstd.engine.precision`); ``choices``:
+        where ``auto`` remembers what it measured (default: the user's cache folder).
         ``memory_limit``: bytes the process may use (default: the machine's memory)."""
+        if compute not in precision.COMPUTES or compiler not in precision.COMPILERS:
+            raise ValueError(f"compute {compute!r} / compiler {compiler!r}: choose compute from "
+                             f"{', '.join(precision.COMPUTES)} and compiler from {', '.join(precision.COMPILERS)}")
         self.memory_limit = memory_limit
         self.weights = weights
         self.vgg = VGG19(weights)
-        self.jit_compile = jit_compile
+        self.compute, self.compiler = compute, compiler
+        self._chosen: dict[str, precision.Precision] = {}
+        self._choices = choices
         self._steps: dict[tuple, Callable] = {}
         self._grams: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
         self._gram_cache_size = gram_cache_size
@@ -96,26 +107,28 @@ class Engine:
     # --- compiled pieces -----------------------------------------------------------
 
     def step_for(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0), regions: int = 0) -> Callable:
-        """The compiled loss+gradient for this shape and layer set (traced once, reused).
+                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0), regions: int = 0,
+                 how: precision.Precision = precision.DEFAULT) -> Callable:
+        """The compiled loss+gradient for this shape, layer set and precision (traced once, reused).
 
         ``margin`` (top, bottom, left, right pixels): a frame of context around a tile;
         the losses only see the features inside it. ``regions`` > 0: spatial control
         (Gatys et al. 2017), one masked Gram FᵀMF/ΣM per region and style layer.
         """
         if regions:
-            return self._region_step(height, width, content_layers, style_layers, pooling, regions)
-        key = (height, width, content_layers, style_layers, pooling, margin)
+            return self._region_step(height, width, content_layers, style_layers, pooling, regions, how)
+        key = (height, width, content_layers, style_layers, pooling, margin, how)
         if key in self._steps:
             return self._steps[key]
         vgg, layers = self.vgg, tuple(dict.fromkeys(content_layers + style_layers))
         n_c = len(content_layers)
+        scale = precision.FP16_LOSS_SCALE if how.compute == "fp16" else 1.0
 
         def step(x, content_targets, gram_targets, weights):
             # weights: [content_weight·w_l ..., style_weight·w_l ..., tv_weight]
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                feats = {n: _crop(f, margin, n) for n, f in vgg.features(x, layers, pooling).items()}
+                feats = {n: _crop(f, margin, n) for n, f in vgg.features(x, layers, pooling, how.dtype).items()}
                 content = _content_term(feats, content_layers, content_targets, weights)
                 style = tf.constant(0.0)
                 for j, name in enumerate(style_layers):
@@ -124,26 +137,28 @@ class Engine:
                     style += weights[n_c + j] * tf.reduce_sum(tf.square(diff)) / (4.0 * c * c)
                 tv = weights[-1] * _tv_term(_crop(x, margin))
                 total = content + style + tv
-            return total, tape.gradient(total, x), content, style, tv
+                scaled = total * scale  # fp16: keeps small gradients above underflow
+            return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        compiled = tf.function(step, jit_compile=self.jit_compile, reduce_retracing=False)
+        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False)
         self._steps[key] = compiled
         return compiled
 
     def _region_step(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                     pooling: str, k: int) -> Callable:
+                     pooling: str, k: int, how: precision.Precision) -> Callable:
         """The step with ``k`` masked regions: weights are [content…, (style layer j, region r)…, tv]."""
-        key = (height, width, content_layers, style_layers, pooling, "regions", k)
+        key = (height, width, content_layers, style_layers, pooling, "regions", k, how)
         if key in self._steps:
             return self._steps[key]
         vgg, layers = self.vgg, tuple(dict.fromkeys(content_layers + style_layers))
         n_c = len(content_layers)
+        scale = precision.FP16_LOSS_SCALE if how.compute == "fp16" else 1.0
 
         def step(x, content_targets, gram_targets, masks, weights):
             # gram_targets[j]: (k, C, C); masks[j]: (k, positions) at layer j's resolution
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                feats = vgg.features(x, layers, pooling)
+                feats = vgg.features(x, layers, pooling, how.dtype)
                 content = _content_term(feats, content_layers, content_targets, weights)
                 style = tf.constant(0.0)
                 for j, name in enumerate(style_layers):
@@ -156,9 +171,10 @@ class Engine:
                             4.0 * c * c)
                 tv = weights[-1] * _tv_term(x)
                 total = content + style + tv
-            return total, tape.gradient(total, x), content, style, tv
+                scaled = total * scale  # fp16: keeps small gradients above underflow
+            return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        compiled = tf.function(step, jit_compile=self.jit_compile, reduce_retracing=False)
+        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False)
         self._steps[key] = compiled
         return compiled
 
@@ -289,19 +305,78 @@ class Engine:
         c_layers = tuple(n for n, _ in params.content_layers)
         s_layers = tuple(n for n, _ in params.style_layers)
         c_feats = self.features(c_rgb, c_layers, params.pooling)
-        step = self.step_for(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
         ct = [tf.constant(_crop(c_feats[n], margin, n)) for n in c_layers]
         gt = [tf.constant(g) for g in grams]
         mt = [tf.constant(m) for m in masks] if masks else None
         loss_weights = tf.constant(weights, tf.float32)
 
+        def call(step: Callable, x: Any) -> tuple:
+            return step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
+
+        shape = (h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
+        how = self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
+        step = self.step_for(*shape, how=how)
+
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-            x = tf.constant(xv[None], tf.float32)
-            total, grad, lc, ls, lt = step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
+            total, grad, lc, ls, lt = call(step, tf.constant(xv[None], tf.float32))
             parts = {"loss": float(total), "content": float(lc), "style": float(ls), "tv": float(lt)}
             return parts["loss"], grad.numpy()[0].astype(np.float64), parts
 
+        fg.precision = how  # type: ignore[attr-defined]
         return fg
+
+    def precision_for(self, shape: tuple, probe: Callable[[Callable], tuple]) -> precision.Precision:
+        """The precision this step shape runs with: as configured, or measured once (``auto``).
+
+        ``probe(step)`` runs ``step`` once on real inputs and returns (loss, gradient).
+        """
+        if self.compute != "auto" and self.compiler != "auto":
+            return precision.Precision(self.compute, self.compiler)
+        key = f"{shape[1]}x{shape[0]}|{'+'.join(shape[2])}|{'+'.join(shape[3])}|{shape[4]}|{shape[5]}|{shape[6]}"
+        if key in self._chosen:
+            return self._chosen[key]
+        if shape[0] * shape[1] < precision.MEASURE_MIN_PIXELS:  # compile time dominates: today's default
+            choice = precision.Precision("fp32" if self.compute == "auto" else self.compute,
+                                         "xla" if self.compiler == "auto" else self.compiler)
+        else:
+            if self._choices is None:
+                self._choices = precision.ChoiceCache()
+            cache_key = f"{key}|{self.compute}|{self.compiler}"
+            choice = self._choices.get(cache_key) or self._measure(shape, probe, cache_key)
+        self._chosen[key] = choice
+        return choice
+
+    def _measure(self, shape: tuple, probe: Callable[[Callable], tuple], cache_key: str) -> precision.Precision:
+        """Time each candidate on the real shape; the fastest that agrees with fp32 wins."""
+        timings: dict[precision.Precision, float] = {}
+        refused: list[str] = []
+        reference = None
+        for how in precision.candidates(self.compute, self.compiler):
+            step = self.step_for(*shape, how=how)
+            probe(step)  # compile
+            t0 = time.monotonic()
+            for _ in range(precision.MEASURE_STEPS):
+                loss, grad = probe(step)
+                loss, grad = float(loss), grad.numpy().ravel().astype(np.float64)
+            seconds = (time.monotonic() - t0) / precision.MEASURE_STEPS
+            if reference is None:  # the first candidate is fp32 (or the format asked for): the yardstick
+                reference = (loss, grad)
+                timings[how] = seconds
+                continue
+            cosine = float(grad @ reference[1] / max(np.linalg.norm(grad) * np.linalg.norm(reference[1]), 1e-30))
+            if abs(loss - reference[0]) > precision.LOSS_TOLERANCE * abs(reference[0]) or \
+                    cosine < precision.GRADIENT_COSINE:
+                refused.append(f"{how} (loss {loss:.4g} vs {reference[0]:.4g}, gradient cosine {cosine:.4f})")
+                continue
+            timings[how] = seconds
+        choice = min(timings, key=timings.get)
+        base = timings.get(precision.DEFAULT)
+        log.info("step %dx%d: %s%s → %s%s", shape[1], shape[0],
+                 ", ".join(f"{h} {t:.3f}s" for h, t in timings.items()),
+                 f"; refused {', '.join(refused)}" if refused else "", choice,
+                 f" ({base / timings[choice]:.2f}× fp32/xla)" if base else "")
+        self._choices.put(cache_key, choice)
+        return choice
 
     def evaluate(self, image: np.ndarray, content: LoadedImage, styles: list[tuple[LoadedImage, float]],
                  params: Params) -> dict[str, float]:
@@ -400,7 +475,7 @@ class Engine:
         run.timings["total"] = run.elapsed()
         return Result(image, alpha, seed, run.initial, final, run.history, run.iterations_done, run.evaluations,
                       run.stopped_by, {k: round(v, 3) for k, v in run.timings.items()}, [tuple(p) for p in plan],
-                      run.notes)
+                      run.notes, run.precisions)
 
     def _tile_side(self, w: int, h: int, params: Params, last: bool) -> int | None:
         """None to optimise the whole image, else the tile side that fits in memory."""
@@ -421,6 +496,7 @@ class Engine:
         if weights is None:
             weights = self.loss_weights(c_rgb, grams, run.params)
         fg = self.objective(c_rgb, grams, run.params, weights, masks=masks)
+        run.use(fg.precision)
         solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
         best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
@@ -470,7 +546,9 @@ class Engine:
             targets, share, held = ledger.targets(grams, base, tile)
             tile_weights = weights.copy()
             tile_weights[len(params.content_layers):-1] *= share
-            fg = tile.objective(self.objective(c_rgb[tile.region], targets, params, tile_weights, tile.seen), base)
+            tile_fg = self.objective(c_rgb[tile.region], targets, params, tile_weights, tile.seen)
+            run.use(tile_fg.precision)
+            fg = tile.objective(tile_fg, base)
             solver = make_solver(base, fg, params)
             best, start = run.begin(solver, base, restored if g == first else None)
             tile_budget = None
@@ -614,6 +692,8 @@ class _Run:
     steady_seconds: float = 0.0  # time of steps that traced nothing, and the work they did:
     steady_work: float = 0.0  # the ETA's rate (a first step includes compiling; 100x too slow)
     timings: dict[str, float] = field(default_factory=lambda: {"targets": 0.0, "first_step": 0.0, "optimize": 0.0})
+    precision: str = ""  # of the steps running now, e.g. bf16/graph
+    precisions: list[str] = field(default_factory=list)  # every one used, in order
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
@@ -625,11 +705,20 @@ class _Run:
         left = max(0.0, self.params.time_limit - self.elapsed())
         return left if si == len(self.its) - 1 else 0.25 * left
 
-    @staticmethod
-    def begin(solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None) -> tuple[Best, int]:
+    def use(self, how: precision.Precision) -> None:
+        """The precision the steps from here on run with (reported, and kept in checkpoints)."""
+        self.precision = str(how)
+        if self.precision not in self.precisions:
+            self.precisions.append(self.precision)
+
+    def begin(self, solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None) -> tuple[Best, int]:
         """(best, first iteration) for a fresh or restored solver."""
         if restored is None:
             return Best(float("inf"), np.asarray(x0, np.float64), {}), 0
+        made_on = restored.get("precision")
+        if made_on and made_on != self.precision:
+            self.notes.append(f"resumed on {self.precision}; the checkpoint was made on {made_on}, so the run "
+                              "continues, but not bit for bit as it would have")
         solver.load_state(restored["solver"])
         return Best(restored["best_loss"], restored["best_x"], dict(restored.get("best_parts", {}))), \
             int(restored["iteration"])
@@ -639,7 +728,7 @@ class _Run:
         return {"solver": solver.state(), "scale": si, "iteration": it, "seed": self.seed, "best_loss": best.loss,
                 "best_x": best.x, "best_parts": best.parts, "initial": self.initial,
                 "iterations_done": self.iterations_done, "evaluations": self.evaluations,
-                "elapsed": self.elapsed(), "history": list(self.history),
+                "elapsed": self.elapsed(), "history": list(self.history), "precision": self.precision,
                 **{k: v for k, v in extra.items() if k != "tiles"}}
 
     def loop(self, si: int, solver: Solver, best: Best, start: int, n: int, budget: float | None,

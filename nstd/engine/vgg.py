@@ -23,22 +23,34 @@ class VGG19:
         self.mean = tf.constant(weights.mean_rgb.reshape(1, 1, 1, 3))
         self.kernels = [tf.constant(weights.kernels[n]) for n in CONV_LAYERS]
         self.biases = [tf.constant(weights.biases[n]) for n in CONV_LAYERS]
+        self._cast: dict[tf.DType, tuple[list, list]] = {tf.float32: (self.kernels, self.biases)}
 
-    def features(self, image: tf.Tensor, layers: tuple[str, ...], pooling: str) -> dict[str, tf.Tensor]:
-        """Post-ReLU activations of ``layers`` for RGB 0–255 ``image`` [n, h, w, 3].
+    def _weights(self, dtype: tf.DType) -> tuple[list, list]:
+        """The kernels and biases in ``dtype``, converted once."""
+        if dtype not in self._cast:
+            with tf.init_scope():  # eager constants, even when first asked for inside a traced step
+                self._cast[dtype] = ([tf.cast(k, dtype) for k in self.kernels],
+                                     [tf.cast(b, dtype) for b in self.biases])
+        return self._cast[dtype]
 
-        Stops after the deepest requested layer: no work is done past it.
+    def features(self, image: tf.Tensor, layers: tuple[str, ...], pooling: str,
+                 dtype: tf.DType = tf.float32) -> dict[str, tf.Tensor]:
+        """Post-ReLU activations of ``layers`` for RGB 0–255 ``image`` [n, h, w, 3], as float32.
+
+        Stops after the deepest requested layer: no work is done past it. ``dtype``: the
+        format the convolutions run in (bf16, fp16); what they return is float32 again.
         """
         last = max(layer_index(n) for n in layers)
         pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
-        x = image - self.mean
+        kernels, biases = self._weights(dtype)
+        x = tf.cast(image - self.mean, dtype)
         out: dict[str, tf.Tensor] = {}
         for i, name in enumerate(CONV_LAYERS[: last + 1]):
             if i and name.endswith("_1"):  # a new block starts after a 2×2 pool
                 x = pool(x, 2, 2, "SAME")
-            x = tf.nn.relu(tf.nn.conv2d(x, self.kernels[i], 1, "SAME") + self.biases[i])
+            x = tf.nn.relu(tf.nn.conv2d(x, kernels[i], 1, "SAME") + biases[i])
             if name in layers:
-                out[name] = x
+                out[name] = tf.cast(x, tf.float32)
         return out
 
     def step_flops(self, height: int, width: int, layers: tuple[str, ...], style_layers: tuple[str, ...] = ()) -> float:

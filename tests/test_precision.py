@@ -1,0 +1,103 @@
+"""Number formats and compilers: bf16 numerics, the measured choice, its cache, resume across formats."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from nstd.engine import Engine, Interrupted, load_checkpoint, load_weights, precision, save_checkpoint
+from nstd.engine.precision import ChoiceCache, Precision
+from nstd.images import load_image
+from nstd.params import resolve
+from tests.conftest import make_image
+
+
+@pytest.fixture
+def pair(tmp_path):
+    return (load_image(make_image(tmp_path / "c.png", (96, 72), seed=1)),
+            load_image(make_image(tmp_path / "s.png", (64, 64), seed=2)))
+
+
+def test_bf16_computes_correctly_on_any_cpu(thin_mat, pair):
+    """Slow where the CPU has no bf16 units, but right: the same loss and gradient as fp32."""
+    content, style = pair
+    p = resolve({"size": 96, "iterations": 30, "scales": [1.0], "seed": 1})
+    runs = {c: Engine(load_weights(thin_mat), compute=c, compiler="graph").stylize(content, [(style, 1.0)], p)
+            for c in ("fp32", "bf16")}
+    assert runs["bf16"].precision == ["bf16/graph"] and runs["fp32"].precision == ["fp32/graph"]
+    fp32, bf16 = runs["fp32"].final["loss"], runs["bf16"].final["loss"]
+    start = runs["fp32"].initial["loss"]
+    assert bf16 < start / 3 and abs(bf16 - fp32) <= 0.05 * fp32, (fp32, bf16, start)
+    # one step's loss and gradient side by side at the same image
+    engines = {c: Engine(load_weights(thin_mat), compute=c, compiler="graph") for c in ("fp32", "bf16")}
+    c_rgb = content.rgb[:64, :64]
+    grams = engines["fp32"].blend_grams([(style, 1.0)], 64, 64, p)
+    weights = engines["fp32"].loss_weights(c_rgb, grams, p)
+    x = np.random.default_rng(3).uniform(0, 255, c_rgb.shape)
+    (l32, g32, _), (l16, g16, _) = (engines[c].objective(c_rgb, grams, p, weights)(x) for c in ("fp32", "bf16"))
+    cosine = g32.ravel() @ g16.ravel() / (np.linalg.norm(g32) * np.linalg.norm(g16))
+    assert abs(l16 - l32) <= 0.01 * l32 and cosine > 0.99, (l32, l16, cosine)
+
+
+def test_auto_measures_once_per_shape_and_remembers_it_on_disk(thin_mat, pair, tmp_path, monkeypatch, caplog):
+    content, style = pair
+    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)  # measure even this small shape
+    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32", "bf16"])  # as on an AVX512_BF16 CPU
+    p = resolve({"size": 96, "iterations": 3, "scales": [1.0], "seed": 1})
+    cache = ChoiceCache(tmp_path / "cache")
+    with caplog.at_level(logging.INFO, logger="nstd"):
+        first = Engine(load_weights(thin_mat), choices=cache).stylize(content, [(style, 1.0)], p)
+    line = next(r.message for r in caplog.records if r.message.startswith("step 96x72"))
+    for candidate in ("fp32/xla", "fp32/graph", "bf16/xla", "bf16/graph"):
+        assert candidate in line, line  # every candidate was timed
+    assert cache.path.is_file() and first.precision[0] in line.split("→")[1]
+
+    def no_measuring(*a, **k):
+        raise AssertionError("measured again")
+
+    again = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"))
+    monkeypatch.setattr(again, "_measure", no_measuring)
+    assert again.stylize(content, [(style, 1.0)], p).precision == first.precision
+
+
+def test_auto_never_takes_a_format_that_changes_the_result(thin_mat, pair, tmp_path, monkeypatch, caplog):
+    content, style = pair
+    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)
+    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32", "bf16"])
+    monkeypatch.setattr(precision, "GRADIENT_COSINE", 1.5)  # no reduced format can agree this well
+    p = resolve({"size": 96, "iterations": 3, "scales": [1.0], "seed": 1})
+    with caplog.at_level(logging.INFO, logger="nstd"):
+        r = Engine(load_weights(thin_mat), compiler="xla", choices=ChoiceCache(tmp_path)).stylize(
+            content, [(style, 1.0)], p)
+    assert r.precision == ["fp32/xla"]
+    assert any("refused bf16/xla" in rec.message for rec in caplog.records)
+
+
+def test_resume_is_exact_within_a_format_and_says_so_across_formats(thin_mat, pair):
+    content, style = pair
+    p = resolve({"size": 96, "iterations": 6, "scales": [1.0], "seed": 1, "optimizer": "adam"})
+    bf16 = Engine(load_weights(thin_mat), compute="bf16", compiler="graph")
+    whole = bf16.stylize(content, [(style, 1.0)], p)
+    saved, calls = [], {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(Interrupted):
+        bf16.stylize(content, [(style, 1.0)], p, checkpoint=lambda s: saved.append(save_checkpoint(s)),
+                     should_stop=stop)
+    state = load_checkpoint(saved[-1])
+    assert state["precision"] == "bf16/graph"
+    resumed = bf16.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved[-1]))
+    assert np.array_equal(resumed.image, whole.image) and not resumed.notes
+    other = Engine(load_weights(thin_mat), compute="fp32", compiler="graph")
+    moved = other.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved[-1]))
+    assert any("resumed on fp32/graph; the checkpoint was made on bf16/graph" in n for n in moved.notes)
+
+
+def test_precision_names_round_trip():
+    assert Precision.parse("bf16/graph") == Precision("bf16", "graph") and str(Precision()) == "fp32/xla"
+    assert precision.candidates("fp32", "graph") == [Precision("fp32", "graph")]
