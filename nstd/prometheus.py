@@ -48,32 +48,29 @@ class Metrics:
     def render(self, queue_depth: int, oldest_age: float | None, rss: int) -> str:
         """The text exposition format, version 0.0.4."""
         with self._lock:
-            lines = _family("nstd_jobs_total", "counter", "Jobs ended, by outcome.")
-            for outcome in sorted(set(self.outcomes) | {"done", "failed"}):
-                lines.append(f'nstd_jobs_total{{outcome="{outcome}"}} {self.outcomes.get(outcome, 0)}')
-            lines += _family("nstd_queue_depth", "gauge", "Jobs ready in the inbox, not yet claimed.")
-            lines.append(f"nstd_queue_depth {queue_depth}")
-            lines += _family("nstd_queue_oldest_age_seconds", "gauge", "Age of the oldest ready job (0: none).")
-            lines.append(f"nstd_queue_oldest_age_seconds {oldest_age or 0:.3f}")
-            lines += _family("nstd_seconds_per_iteration", "gauge", "Duration of the latest optimiser iteration.")
-            lines.append(f"nstd_seconds_per_iteration {self.seconds_per_iteration or 0:.6f}")
-            lines += _family("nstd_job_duration_seconds", "histogram", "Wall time of published jobs.")
-            for bound, count in zip(BUCKETS, self.durations):
-                lines.append(f'nstd_job_duration_seconds_bucket{{le="{bound}"}} {count}')
-            lines.append(f'nstd_job_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}')
-            lines.append(f"nstd_job_duration_seconds_sum {self.duration_sum:.3f}")
-            lines.append(f"nstd_job_duration_seconds_count {self.duration_count}")
-            lines += _family("nstd_last_success_timestamp_seconds", "gauge", "When a job last published (0: never).")
-            lines.append(f"nstd_last_success_timestamp_seconds {self.last_success or 0:.3f}")
-            lines += _family("nstd_failed_claims_total", "counter", "Jobs that could not be claimed.")
-            lines.append(f"nstd_failed_claims_total {self.failed_claims}")
-            lines += _family("nstd_resident_memory_bytes", "gauge", "Resident memory of the daemon.")
-            lines.append(f"nstd_resident_memory_bytes {rss}")
+            jobs = [(f'{{outcome="{o}"}}', self.outcomes.get(o, 0)) for o in sorted(set(self.outcomes) | {"done",
+                                                                                                          "failed"})]
+            buckets = [(f'_bucket{{le="{b}"}}', n) for b, n in zip(BUCKETS, self.durations)]
+            buckets += [('_bucket{le="+Inf"}', self.duration_count), ("_sum", round(self.duration_sum, 3)),
+                        ("_count", self.duration_count)]
+            families = [
+                ("nstd_jobs_total", "counter", "Jobs ended, by outcome.", jobs),
+                ("nstd_queue_depth", "gauge", "Jobs ready in the inbox, not yet claimed.", [("", queue_depth)]),
+                ("nstd_queue_oldest_age_seconds", "gauge", "Age of the oldest ready job (0: none).",
+                 [("", round(oldest_age or 0, 3))]),
+                ("nstd_seconds_per_iteration", "gauge", "Duration of the latest optimiser iteration.",
+                 [("", round(self.seconds_per_iteration or 0, 6))]),
+                ("nstd_job_duration_seconds", "histogram", "Wall time of published jobs.", buckets),
+                ("nstd_last_success_timestamp_seconds", "gauge", "When a job last published (0: never).",
+                 [("", round(self.last_success or 0, 3))]),
+                ("nstd_failed_claims_total", "counter", "Jobs that could not be claimed.", [("", self.failed_claims)]),
+                ("nstd_resident_memory_bytes", "gauge", "Resident memory of the daemon.", [("", rss)]),
+            ]
+        lines = []
+        for name, kind, help_text, samples in families:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines += [f"{name}{suffix} {value}" for suffix, value in samples]
         return "\n".join(lines) + "\n"
-
-
-def _family(name: str, kind: str, help_text: str) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
 
 def iteration_timer(metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> Callable[[int], None]:

@@ -6,7 +6,8 @@ only the status board, small files and the metrics, so it never waits on the opt
 
 Every request is an attacker's until shown otherwise:
 * on any address but loopback a token is required (``Authorization: Bearer`` or a cookie
-  set by ``/?token=``); health checks answer without it and say nothing private;
+  set by ``/?token=``); without one, only loopback Host names are served (DNS rebinding);
+  health checks answer without it and say nothing private;
 * POSTs need the page's CSRF token in ``X-CSRF-Token`` and, when the browser sends one, an
   ``Origin`` naming this server;
 * files are served only from the outbox, failed and archive folders, by a path that must
@@ -155,8 +156,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def authorised(self) -> bool:
         token = self.web.config().http.token
-        if not token:
-            return True
+        if not token:  # loopback only: refuse other Host names, or a rebound DNS name could read the page
+            port = self.web.config().http.listen.rpartition(":")[2]
+            return self.headers.get("Host", "") in {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
         given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         cookie = dict(c.strip().split("=", 1) for c in self.headers.get("Cookie", "").split(";") if "=" in c)
         return any(hmac.compare_digest(x.encode(), token.encode()) for x in (given, cookie.get("nstd_token", "")))

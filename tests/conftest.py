@@ -83,3 +83,19 @@ def real_pair():
     if not (content.is_file() and style.is_file()):
         pytest.skip(f"shared images not found under {SHARED}")
     return load_image(content), load_image(style)
+
+
+def stopped_checkpoint(engine, content, style, params, after: int, match: str = "") -> bytes:
+    """Run a job, ask it to stop at the ``after``-th check, and return the checkpoint it left."""
+    from nstd.engine import Interrupted, save_checkpoint
+
+    saved, calls = [], {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > after
+
+    with pytest.raises(Interrupted, match=match):
+        engine.stylize(content, [(style, 1.0)], params, checkpoint=lambda s: saved.append(save_checkpoint(s)),
+                       should_stop=stop)
+    return saved[-1]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
+from nstd.engine import load_checkpoint
 from nstd.images import load_image, resize
 from nstd.params import resolve
-from tests.conftest import make_image
+from tests.conftest import make_image, stopped_checkpoint
 from tests.reference import origin_loss
 
 
@@ -73,17 +73,8 @@ def test_resume_from_checkpoint_gives_the_same_image(engine, pair, solver, itera
     content, style = pair
     p = small(solver=solver, iterations=iterations, coarse_iterations=iterations, size=64)
     whole = engine.stylize(content, [(style, 1.0)], p)
-    saved = []
-    calls = {"n": 0}
-
-    def stop() -> bool:  # stop after 9 iterations (fast: 6 at 32 px, then 3 at 64 px)
-        calls["n"] += 1
-        return calls["n"] > 9
-
-    with pytest.raises(Interrupted):
-        engine.stylize(content, [(style, 1.0)], p, checkpoint=lambda s: saved.append(save_checkpoint(s)),
-                       should_stop=stop)
-    state = load_checkpoint(saved[-1])
+    # stop after 9 iterations (fast: 6 at 32 px, then 3 at 64 px)
+    state = load_checkpoint(stopped_checkpoint(engine, content, style, p, after=9))
     assert (state["scale"], state["iteration"]) == ((1, 3) if solver == "fast" else (0, 9))
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
     assert np.array_equal(resumed.image, whole.image)

@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import pytest
 
-from nstd.engine import Engine, Interrupted, load_checkpoint, load_weights, precision, save_checkpoint
+from nstd.engine import Engine, load_checkpoint, load_weights, precision
 from nstd.engine.precision import ChoiceCache, Precision
 from nstd.images import load_image
 from nstd.params import resolve
-from tests.conftest import make_image
+from tests.conftest import make_image, stopped_checkpoint
 
 
 @pytest.fixture
@@ -80,21 +80,12 @@ def test_resume_is_exact_within_a_format_and_says_so_across_formats(thin_mat, pa
     p = resolve({"size": 96, "iterations": 6, "scales": [1.0], "seed": 1, "optimizer": "adam"})
     bf16 = Engine(load_weights(thin_mat), compute="bf16", compiler="graph")
     whole = bf16.stylize(content, [(style, 1.0)], p)
-    saved, calls = [], {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    with pytest.raises(Interrupted):
-        bf16.stylize(content, [(style, 1.0)], p, checkpoint=lambda s: saved.append(save_checkpoint(s)),
-                     should_stop=stop)
-    state = load_checkpoint(saved[-1])
-    assert state["precision"] == "bf16/graph"
-    resumed = bf16.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved[-1]))
+    saved = stopped_checkpoint(bf16, content, style, p, after=3)
+    assert load_checkpoint(saved)["precision"] == "bf16/graph"
+    resumed = bf16.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert np.array_equal(resumed.image, whole.image) and not resumed.notes
     other = Engine(load_weights(thin_mat), compute="fp32", compiler="graph")
-    moved = other.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved[-1]))
+    moved = other.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert any("resumed on fp32/graph; the checkpoint was made on bf16/graph" in n for n in moved.notes)
 
 

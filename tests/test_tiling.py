@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nstd.engine import Engine, Interrupted, load_checkpoint, load_weights, save_checkpoint
+from nstd.engine import Engine, load_checkpoint, load_weights
 from nstd.engine import memory
 from nstd.engine import tiling
 from nstd.engine.stylize import GRAM_TILE_MARGIN
 from nstd.images import load_image
 from nstd.metrics import line_energy
 from nstd.params import resolve
-from tests.conftest import make_image
+from tests.conftest import make_image, stopped_checkpoint
 
 
 @pytest.fixture
@@ -172,16 +172,9 @@ def test_resume_inside_a_tiled_scale_gives_the_same_image(engine, big_pair):
     content, style = big_pair
     p = resolve({"size": 192, "iterations": 4, "scales": [1.0], "seed": 1, "tile_size": 128})
     whole = engine.stylize(content, [(style, 1.0)], p)
-    saved, calls = [], {"n": 0}
-
-    def stop() -> bool:  # 4 tiles × 2 sweeps of 2 iterations: stop inside the second sweep
-        calls["n"] += 1
-        return calls["n"] > 10
-
-    with pytest.raises(Interrupted, match="tile 6/8"):
-        engine.stylize(content, [(style, 1.0)], p, checkpoint=lambda s: saved.append(save_checkpoint(s)),
-                       should_stop=stop)
-    resumed = engine.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved[-1]))
+    # 4 tiles × 2 sweeps of 2 iterations: stop inside the second sweep
+    saved = stopped_checkpoint(engine, content, style, p, after=10, match="tile 6/8")
+    resumed = engine.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert np.array_equal(resumed.image, whole.image)
 
 
