@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--pair", default="tubingen:starry_night")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more parameters (YAML values)")
     ap.add_argument("--weights", default=str(REAL_WEIGHTS))
+    ap.add_argument("--reuse-untiled", action="store_true",
+                    help="take the untiled image and its time from an earlier run in --out (same parameters)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "seams"))
     args = ap.parse_args()
     import yaml
@@ -55,7 +57,16 @@ def main() -> int:
     content, style = load_image(IMAGES[c_name]), load_image(IMAGES[s_name])
     base = {**extra, "size": args.size, "seed": 1}
     results = {}
+    earlier = out / f"seams-{args.size}.json"
+    if args.reuse_untiled and earlier.is_file() and (out / f"untiled-{args.size}.png").is_file():
+        from types import SimpleNamespace
+
+        seconds = json.loads(earlier.read_text())["seconds"]["untiled"]
+        image = load_image(out / f"untiled-{args.size}.png").rgb
+        results["untiled"] = (SimpleNamespace(image=image, notes=["reused"]), seconds)
     for label, raw in (("untiled", base), ("tiled", {**base, "tile_size": args.tile})):
+        if label in results:
+            continue
         t0 = time.monotonic()
         r = engine.stylize(content, [(style, 1.0)], resolve(raw))
         results[label] = (r, time.monotonic() - t0)

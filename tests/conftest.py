@@ -85,7 +85,7 @@ def real_pair():
     return load_image(content), load_image(style)
 
 
-def stopped_checkpoint(engine, content, style, params, after: int, match: str = "") -> bytes:
+def stopped_checkpoint(engine, content, style, params, after: int, match: str | None = None) -> bytes:
     """Run a job, ask it to stop at the ``after``-th check, and return the checkpoint it left."""
     from nstd.engine import Interrupted, save_checkpoint
 

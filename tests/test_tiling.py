@@ -88,8 +88,8 @@ def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, big_pair, monkey
     engine = Engine(load_weights(thin_mat))
     real = engine.step_for
 
-    def step_for(h, w, *args):  # a test double: the device "runs out" on the whole 192x144 image
-        step = real(h, w, *args)
+    def step_for(h, w, *args, **kwargs):  # a test double: the device "runs out" on the whole 192x144 image
+        step = real(h, w, *args, **kwargs)
         if h * w < 192 * 144:
             return step
 

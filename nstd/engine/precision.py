@@ -29,7 +29,7 @@ COMPILERS = ("auto", "xla", "graph")
 DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 FP16_LOSS_SCALE = 1024.0  # fp16 gradients of small losses underflow without it
 MEASURE_STEPS = 3  # timed steps per candidate, after one that compiles
-MEASURE_MIN_PIXELS = 256 * 256  # below this, compiling costs more than any format saves: fp32 + XLA
+MEASURE_MIN_PIXELS = 192 * 192  # below this, compiling four candidates costs more than any saves: fp32 + XLA
 LOSS_TOLERANCE = 0.01  # a candidate's loss may differ from fp32's by this much, relatively
 GRADIENT_COSINE = 0.99  # and its gradient must point the same way
 
