@@ -504,23 +504,35 @@ class Engine:
 
     def _tiled(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray, side: int,
                restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
-        """Refine tile by tile (row-major), each tile styled like a whole image.
+        """Refine tile by tile (row-major) in two sweeps that share the iterations.
 
-        Every tile matches the style's own Gram matrices with the whole image's loss
-        weights, so every part of a large print is stylized alike. (Asking each tile for
-        what the rest of the image still lacked, the whole image's exact objective, let
-        the first tiles take more than their share: a visible block of stronger style on
-        real weights.) A frame of real neighbours gives a tile's features their true
-        context, and its moves fade out across the borders it shares
-        (:class:`tiling.Window`), so no pixel line is left to serve features on both
-        sides (1-px seams). Two sweeps share the iterations, so the second sees every
-        neighbour in its final state.
+        First sweep: every tile is styled like a whole image (it matches the style's own
+        Grams with the whole image's loss weights), so every part of a print gets alike.
+        Second sweep: block-coordinate descent on the whole image's loss. The style loss
+        is on the whole image's Gram (a :class:`tiling.StyleLedger`); a tile's target is
+        what the whole image still lacks given every other region ((N·G* − others)/Nᵣ),
+        its style weight scaled by its share of the pixels, so small corrections even out
+        the whole. (Chasing that target from the start let the first tiles take more than
+        their share: a block of stronger style at 1024 px on real weights.) A frame of
+        real neighbours gives a tile's features their true context, and its moves fade
+        out across the borders it shares (:class:`tiling.Window`), so no pixel line is
+        left to serve features on both sides (1-px seams).
         """
         h, w = c_rgb.shape[:2]
         params = run.params
+        s_layers = tuple(n for n, _ in params.style_layers)
         tiles = tiling.windows(w, h, side)
         x_full = np.asarray(restored["x_full"] if restored is not None else x0, np.float64).copy()
         first = int(restored["tile"]) if restored is not None else 0
+
+        def measure(x: np.ndarray, frame: tiling.Frame) -> list[tuple[np.ndarray, int]]:
+            return self._region_sums(x, frame, s_layers, params.pooling)
+
+        ledger = None
+        if restored is not None and "tile_sums" in restored:  # exactly as they were, for a bit-identical resume
+            ledger = tiling.StyleLedger(measure, [np.asarray(restored["tile_sums"][str(i)], np.float64)
+                                                  for i in range(len(grams))],
+                                        [int(c) for c in restored["tile_counts"]])
         weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
@@ -530,20 +542,40 @@ class Engine:
         for g in range(first, visits):
             tile = tiles[g % len(tiles)]
             base = x_full[tile.region].copy()
-            tile_fg = self.objective(c_rgb[tile.region], grams, params, weights, tile.seen)
+            targets, tile_weights, extra = grams, weights, {}
+            if g >= len(tiles):  # the whole image's objective, one block at a time
+                ledger = ledger or tiling.StyleLedger.of(measure, x_full, tiles)
+                targets, share, held = ledger.targets(grams, base, tile)
+                tile_weights = weights.copy()
+                tile_weights[len(params.content_layers):-1] *= share
+                extra = {"tile_sums": {str(i): a for i, a in enumerate(ledger.sums)}, "tile_counts": ledger.counts}
+            tile_fg = self.objective(c_rgb[tile.region], targets, params, tile_weights, tile.seen)
             run.use(tile_fg.precision)
             solver = make_solver(base, tile.objective(tile_fg, base), params)
             best, start = run.begin(solver, base, restored if g == first else None)
             tile_budget = None
             if budget_left is not None:
                 tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (visits - g)
-            extra = {"tile": g, "tiles": visits, "tile_side": side, "x_full": x_full}
+            extra.update({"tile": g, "tiles": visits, "tile_side": side, "x_full": x_full})
             best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
             x_full[tile.region] = tile.moved(base, best.x)
+            if g >= len(tiles):
+                ledger.update(held, x_full[tile.region], tile)
             finals[g % len(tiles)] = best.parts
         final = {k: float(np.mean([f[k] for f in finals.values() if k in f]))
                  for k in ("loss", "content", "style", "tv")}
         return x_full, {**final, "tiles": len(tiles)}
+
+    def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
+                     pooling: str) -> list[tuple[np.ndarray, int]]:
+        """(ΣFᵀF, positions) per layer over ``x`` minus ``frame`` (features in full context)."""
+        feats = self.features(np.asarray(x, np.float32), layers, pooling)
+        out = []
+        for n in layers:
+            f = _crop(feats[n], frame, n)[0]
+            f = f.reshape(-1, f.shape[-1]).astype(np.float64)
+            out.append((f.T @ f, f.shape[0]))
+        return out
 
     @staticmethod
     def _plan(width: int, height: int, params: Params) -> list[tuple[int, int]]:

@@ -1,6 +1,7 @@
 """Tiles of an image too large to optimise at once: what each reads, moves and owns.
 
-The geometry of :meth:`nstd.engine.stylize.Engine._tiled`, so the engine's loop stays a loop.
+The geometry of :meth:`nstd.engine.stylize.Engine._tiled` and the whole image's style
+statistics while tiles move, so the engine's loop stays a loop.
 
 Each tile's moves fade out over ``RAMP`` pixels on both sides of every border it shares:
 a pixel next to a border takes a fraction of each neighbour's step and the fractions sum
@@ -94,3 +95,43 @@ def _profile(r0: int, r1: int, a: int, b: int, length: int) -> np.ndarray:
     rise = np.ones_like(i) if a == 0 else np.clip((i - (a - RAMP)) / (2 * RAMP), 0.0, 1.0)
     fall = np.ones_like(i) if b == length else np.clip(((b + RAMP) - i) / (2 * RAMP), 0.0, 1.0)
     return np.minimum(rise, fall)
+class StyleLedger:
+    """The whole image's Σ FᵀF and positions per style layer, kept while tiles move.
+
+    ``measure(x, frame)`` gives (ΣFᵀF, positions) per layer over ``x`` minus ``frame``,
+    with features computed in ``x``'s full context.
+    """
+
+    def __init__(self, measure: Callable[[np.ndarray, Frame], list[tuple[np.ndarray, int]]],
+                 sums: list[np.ndarray], counts: list[int]) -> None:
+        self.measure, self.sums, self.counts = measure, sums, counts
+
+    @classmethod
+    def of(cls, measure, image: np.ndarray, tiles: list[Window]) -> "StyleLedger":
+        """Summed over the tiles' owned parts, which partition ``image``."""
+        sums, counts = None, None
+        for t in tiles:
+            frame = (t.owned.y0 - t.rows.start, t.rows.stop - t.owned.y1,
+                     t.owned.x0 - t.cols.start, t.cols.stop - t.owned.x1)
+            parts = measure(image[t.region], frame)
+            if sums is None:
+                sums, counts = [np.zeros_like(g) for g, _ in parts], [0] * len(parts)
+            for i, (g, n) in enumerate(parts):
+                sums[i] += g
+                counts[i] += n
+        return cls(measure, sums, counts)
+
+    def targets(self, grams: list[np.ndarray], window: np.ndarray, tile: Window
+                ) -> tuple[list[np.ndarray], float, list[tuple[np.ndarray, int]]]:
+        """Per layer, the Gram the tile's seen pixels must have for the whole image to match
+        ``grams`` ((N·G* − rest)/Nᵣ); the tile's share of positions; what it holds now."""
+        held = self.measure(window, tile.seen)
+        targets = [((self.counts[i] * g.astype(np.float64) - (self.sums[i] - held[i][0])) / held[i][1])
+                   .astype(np.float32) for i, g in enumerate(grams)]
+        return targets, held[-1][1] / self.counts[-1], held
+
+    def update(self, held: list[tuple[np.ndarray, int]], window: np.ndarray, tile: Window) -> None:
+        """Account for the tile's pixels having moved from ``held`` to ``window``."""
+        now = self.measure(window, tile.seen)
+        for i in range(len(self.sums)):
+            self.sums[i] += now[i][0] - held[i][0]
