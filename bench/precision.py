@@ -75,8 +75,12 @@ def steps(weights, content, style, size: int, cache: Path) -> None:
 
 
 def to_quality(weights, content, style, size: int, cache: Path) -> None:
+    """Both runs' numbers, and a sheet of the two images side by side (bench/out/precision)."""
+    from sheet import sheet, tile
+
     params = resolve({"size": size, "seed": 1})
     judge = Engine(weights, compute="fp32", compiler="xla")
+    tiles = [tile(content.rgb, 300, "content"), tile(style.rgb, 300, "style")]
     for label, options in (("fp32/xla", {"compute": "fp32", "compiler": "xla"}), ("auto", {})):
         engine = Engine(weights, choices=precision.ChoiceCache(cache / label), **options)
         t0 = time.monotonic()
@@ -85,6 +89,9 @@ def to_quality(weights, content, style, size: int, cache: Path) -> None:
         saved = np.rint(np.clip(r.image, 0, 255))  # as written to disk
         loss = judge.evaluate(saved, content, [(style, 1.0)], params)["loss"]
         print(f"| {label} ({', '.join(r.precision)}) | {seconds:.0f} s | {loss:.5g} |", flush=True)
+        tiles.append(tile(saved, 300, f"{label}: {', '.join(r.precision)}\n{seconds:.0f} s, loss {loss:.5g}"))
+    out = Path(__file__).resolve().parent / "out" / "precision" / f"quality-{size}.png"
+    print(f"sheet: {sheet([tiles], out)}", flush=True)
 
 
 def main() -> int:
