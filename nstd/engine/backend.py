@@ -55,4 +55,8 @@ with filtered_stderr():
 
     tf.config.list_physical_devices("GPU")  # CUDA's probe happens here, inside the filter
 
+# "N of the last M calls … triggered tf.function retracing": expected when `auto` compiles one
+# step per candidate format; a user can do nothing about it. TF's real errors still show.
+tf.get_logger().setLevel("ERROR")
+
 __all__ = ["tf"]
