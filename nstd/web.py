@@ -207,8 +207,7 @@ class Handler(BaseHTTPRequestHandler):
     def file(self, raw: str) -> None:
         cfg = self.web.config()
         area, _, rel = urllib.parse.unquote(raw.removeprefix("/files/")).partition("/")
-        roots = {"outbox": cfg.paths.outbox, "failed": cfg.paths.failed, "archive": cfg.paths.archive}
-        root = roots.get(area)
+        root = _areas(cfg).get(area)
         path = _inside(root, rel) if root is not None else None
         if path is None:
             return self.refuse(404, "no such file")
@@ -315,8 +314,13 @@ def _inside(root: Path | None, rel: str) -> Path | None:
     return path
 
 
+def _areas(cfg: Config) -> dict[str, Path | None]:
+    """The only folders the page serves files from (``/files/<area>/…``)."""
+    return {"outbox": cfg.paths.outbox, "failed": cfg.paths.failed, "archive": cfg.paths.archive}
+
+
 def _url(area: str, path: Path, cfg: Config) -> str | None:
-    root = {"outbox": cfg.paths.outbox, "failed": cfg.paths.failed, "archive": cfg.paths.archive}[area]
+    root = _areas(cfg)[area]
     try:
         rel = path.relative_to(root) if root is not None else None
     except ValueError:
