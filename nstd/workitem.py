@@ -111,7 +111,15 @@ class WorkItem:
         renew_lease(self.path, released=True)
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Gone for good. Renamed to a hidden name first: the heartbeat may be renewing the
+        lease on another thread, and a renewal landing inside a folder being emptied would
+        keep it alive with just a lease (the scanner clears hidden leftovers of a crash)."""
+        gone = self.path.with_name(f".gone-{self.path.name}")
+        try:
+            os.rename(self.path, gone)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(gone, ignore_errors=True)
 
     # --- claiming ------------------------------------------------------------------------------
 

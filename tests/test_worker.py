@@ -198,3 +198,35 @@ def test_a_stop_keeps_the_job_held_with_its_lease_released(setup):
     (work,) = w.holding()
     assert yaml.safe_load((work / "lease.yaml").read_text())["released"] is True
     assert "checkpoint saved" in (work / "job.log").read_text() and (work / "input" / "x.content.png").is_file()
+
+
+def test_a_lease_renewed_while_the_job_is_removed_leaves_no_folder_behind(tmp_path):
+    """The heartbeat renews a held job's lease on its own thread while the job ends and its
+    folder is removed; a renewal landing mid-removal must not leave the folder behind
+    (seen once in CI as a work folder that outlived its published job)."""
+    import threading
+
+    from nstd.workitem import renew_lease
+
+    leftovers = []
+    for i in range(60):
+        work = tmp_path / f"w{i}"
+        (work / "input").mkdir(parents=True)
+        for k in range(200):  # enough entries that the removal takes a while
+            (work / "input" / f"f{k}").write_bytes(b"x")
+        item = WorkItem(work, Meta(f"j{i}"))
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.is_set():
+                renew_lease(work)
+
+        t = threading.Thread(target=beat)
+        t.start()
+        item.remove()
+        done.set()
+        t.join()
+        if work.exists():
+            leftovers.append(sorted(p.name for p in work.iterdir()))
+    assert not leftovers, leftovers[:3]
+    assert not list(tmp_path.glob(".*")), "the removal's own hidden name is gone too"
