@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ from PIL import Image
 from tests.weightfiles import random_network, write_mat
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What `auto` measures is remembered under the user's cache folder; tests (and the daemons
+# they start) keep theirs in a folder of their own, so every run measures as a fresh machine does.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nstd-test-cache-")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 

@@ -89,6 +89,14 @@ def test_resume_is_exact_within_a_format_and_says_so_across_formats(thin_mat, pa
     assert any("resumed on fp32/graph; the checkpoint was made on bf16/graph" in n for n in moved.notes)
 
 
+def test_shapes_too_small_to_measure_take_the_cheapest_compile():
+    import tensorflow as tf
+
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert precision.small_shape("auto", "auto") == Precision("fp32", "xla" if gpu else "graph")
+    assert precision.small_shape("bf16", "xla") == Precision("bf16", "xla")  # what was asked for stays
+
+
 def test_precision_names_round_trip():
     assert Precision.parse("bf16/graph") == Precision("bf16", "graph") and str(Precision()) == "fp32/xla"
     assert precision.candidates("fp32", "graph") == [Precision("fp32", "graph")]

@@ -335,9 +335,8 @@ class Engine:
         key = f"{shape[1]}x{shape[0]}|{'+'.join(shape[2])}|{'+'.join(shape[3])}|{shape[4]}|{shape[5]}|{shape[6]}"
         if key in self._chosen:
             return self._chosen[key]
-        if shape[0] * shape[1] < precision.MEASURE_MIN_PIXELS:  # compile time dominates: today's default
-            choice = precision.Precision("fp32" if self.compute == "auto" else self.compute,
-                                         "xla" if self.compiler == "auto" else self.compiler)
+        if shape[0] * shape[1] < precision.MEASURE_MIN_PIXELS:  # compile time dominates
+            choice = precision.small_shape(self.compute, self.compiler)
         else:
             if self._choices is None:
                 self._choices = precision.ChoiceCache()
