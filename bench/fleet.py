@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import make_image  # noqa: E402
-from tests.daemon_harness import Daemon, outputs, wait_until, write_config  # noqa: E402
+from tests.daemon_harness import Daemon, free_port, outputs, wait_until, write_config  # noqa: E402
 from tests.weightfiles import random_network, write_mat  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

@@ -11,7 +11,6 @@ import contextlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.daemon_harness import Daemon, outputs, wait_until, write_config
+from tests.daemon_harness import Daemon, free_port, outputs, wait_until, write_config
 from tests.test_daemon import LONG, drop_yaml_job, work_checkpoint
 
 pytestmark = pytest.mark.timeout(300)
@@ -36,9 +35,7 @@ class RedisServer:
             pytest.skip("redis-server is not installed (Debian: apt install redis-server; .ci/run does)")
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 

@@ -10,7 +10,7 @@ from nstd.engine import Engine, load_checkpoint, load_weights
 from nstd.engine import memory
 from nstd.engine import tiling
 from nstd.engine.stylize import GRAM_TILE_MARGIN
-from nstd.images import load_image
+from nstd.images import load_image, resize
 from nstd.metrics import line_energy
 from nstd.params import resolve
 from tests.conftest import make_image, stopped_checkpoint
@@ -116,7 +116,7 @@ def tiled_and_whole(engine, pair, raw: dict):
     p = resolve(base)
     loss = {k: engine.evaluate(r.image, content, [(style, 1.0)], p)["loss"] for k, r in (("whole", whole),
                                                                                           ("tiled", tiled))}
-    loss["start"] = engine.evaluate(content.rgb, content, [(style, 1.0)], p)["loss"]
+    loss["start"] = engine.evaluate(resize(content.rgb, w, h), content, [(style, 1.0)], p)["loss"]
     energy = line_energy(tiled.image, rows, cols) / line_energy(whole.image, rows, cols)
     print(f"border edge energy tiled/untiled {energy:.3f}; loss {loss}")
     return energy, loss

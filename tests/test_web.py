@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -17,16 +16,10 @@ import urllib.request
 import pytest
 
 from tests.conftest import make_image
-from tests.daemon_harness import REPO, Daemon, outputs, wait_until, write_config
+from tests.daemon_harness import REPO, Daemon, free_port, outputs, wait_until, write_config
 
 pytestmark = pytest.mark.timeout(300)
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Client:

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from nstd.engine.backend import tf
@@ -32,6 +32,24 @@ MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
 GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
 TILE_SWEEPS = 2  # block-coordinate sweeps over the tiles of a scale (see Engine._tiled)
+
+
+class StepShape(NamedTuple):
+    """What a compiled step is specialised for; the arguments of :meth:`Engine.step_for`."""
+
+    height: int
+    width: int
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    pooling: str
+    margin: tuple[int, int, int, int] = (0, 0, 0, 0)
+    regions: int = 0
+
+    @property
+    def key(self) -> str:
+        """How ``auto``'s choice for this shape is remembered (in the process and on disk)."""
+        return (f"{self.width}x{self.height}|{'+'.join(self.content_layers)}|{'+'.join(self.style_layers)}|"
+                f"{self.pooling}|{self.margin}|{self.regions}")
 
 
 class Interrupted(Exception):
@@ -295,8 +313,13 @@ class Engine:
         return grams, masks, np.asarray(weights + [tv], np.float32)
 
     def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params, weights: np.ndarray,
-                  margin: tuple[int, int, int, int] = (0, 0, 0, 0), masks: list[np.ndarray] | None = None):
+                  margin: tuple[int, int, int, int] = (0, 0, 0, 0), masks: list[np.ndarray] | None = None,
+                  once: bool = False):
         """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here.
+
+        ``once``: for one evaluation (scoring an image), so ``auto`` measures nothing: it
+        takes the step already chosen for this shape, or compiles the cheapest way; timing
+        candidates would cost more than the step itself.
 
         ``weights`` come from :meth:`loss_weights` on the whole image (a tile passes the
         whole image's, so every tile optimises the same objective).
@@ -313,8 +336,9 @@ class Engine:
         def call(step: Callable, x: Any) -> tuple:
             return step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
 
-        shape = (h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
-        how = self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
+        shape = StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
+        how = self._chosen.get(shape.key) or precision.small_shape(self.compute, self.compiler) if once else \
+            self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
         step = self.step_for(*shape, how=how)
 
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
@@ -325,17 +349,17 @@ class Engine:
         fg.precision = how  # type: ignore[attr-defined]
         return fg
 
-    def precision_for(self, shape: tuple, probe: Callable[[Callable], tuple]) -> precision.Precision:
+    def precision_for(self, shape: StepShape, probe: Callable[[Callable], tuple]) -> precision.Precision:
         """The precision this step shape runs with: as configured, or measured once (``auto``).
 
         ``probe(step)`` runs ``step`` once on real inputs and returns (loss, gradient).
         """
         if self.compute != "auto" and self.compiler != "auto":
             return precision.Precision(self.compute, self.compiler)
-        key = f"{shape[1]}x{shape[0]}|{'+'.join(shape[2])}|{'+'.join(shape[3])}|{shape[4]}|{shape[5]}|{shape[6]}"
+        key = shape.key
         if key in self._chosen:
             return self._chosen[key]
-        if shape[0] * shape[1] < precision.MEASURE_MIN_PIXELS:  # compile time dominates
+        if shape.height * shape.width < precision.MEASURE_MIN_PIXELS:  # compile time dominates
             choice = precision.small_shape(self.compute, self.compiler)
         else:
             if self._choices is None:
@@ -345,7 +369,7 @@ class Engine:
         self._chosen[key] = choice
         return choice
 
-    def _measure(self, shape: tuple, probe: Callable[[Callable], tuple], cache_key: str) -> precision.Precision:
+    def _measure(self, shape: StepShape, probe: Callable[[Callable], tuple], cache_key: str) -> precision.Precision:
         """Time each candidate on the real shape; the fastest that agrees with fp32 wins."""
         timings: dict[precision.Precision, float] = {}
         refused: list[str] = []
@@ -370,7 +394,7 @@ class Engine:
             timings[how] = seconds
         choice = min(timings, key=timings.get)
         base = timings.get(precision.DEFAULT)
-        log.info("step %dx%d: %s%s → %s%s", shape[1], shape[0],
+        log.info("step %dx%d: %s%s → %s%s", shape.width, shape.height,
                  ", ".join(f"{h} {t:.3f}s" for h, t in timings.items()),
                  f"; refused {', '.join(refused)}" if refused else "", choice,
                  f" ({base / timings[choice]:.2f}× fp32/xla)" if base else "")
@@ -383,7 +407,7 @@ class Engine:
         h, w = image.shape[:2]
         c_rgb = resize(content.rgb, w, h)
         grams = self.blend_grams(styles, w, h, params)
-        fg = self.objective(c_rgb, grams, params, self.loss_weights(c_rgb, grams, params))
+        fg = self.objective(c_rgb, grams, params, self.loss_weights(c_rgb, grams, params), once=True)
         return fg(np.asarray(image, np.float64))[2]
 
     # --- one job -------------------------------------------------------------------

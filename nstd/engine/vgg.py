@@ -34,11 +34,13 @@ class VGG19:
         return self._cast[dtype]
 
     def features(self, image: tf.Tensor, layers: tuple[str, ...], pooling: str,
-                 dtype: tf.DType = tf.float32) -> dict[str, tf.Tensor]:
+                 dtype: tf.DType = tf.float32, first_padding: str = "ZERO") -> dict[str, tf.Tensor]:
         """Post-ReLU activations of ``layers`` for RGB 0–255 ``image`` [n, h, w, 3], as float32.
 
         Stops after the deepest requested layer: no work is done past it. ``dtype``: the
         format the convolutions run in (bf16, fp16); what they return is float32 again.
+        ``first_padding``: ZERO (VGG's own) or REFLECT, what conv1_1 sees past the image's
+        edge (bench/techniques.py measures it).
         """
         last = max(layer_index(n) for n in layers)
         pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
@@ -48,7 +50,11 @@ class VGG19:
         for i, name in enumerate(CONV_LAYERS[: last + 1]):
             if i and name.endswith("_1"):  # a new block starts after a 2×2 pool
                 x = pool(x, 2, 2, "SAME")
-            x = tf.nn.relu(tf.nn.conv2d(x, kernels[i], 1, "SAME") + biases[i])
+            if i == 0 and first_padding == "REFLECT":
+                x = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "REFLECT"), kernels[i], 1, "VALID")
+            else:
+                x = tf.nn.conv2d(x, kernels[i], 1, "SAME")
+            x = tf.nn.relu(x + biases[i])
             if name in layers:
                 out[name] = tf.cast(x, tf.float32)
         return out
