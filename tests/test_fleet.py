@@ -148,7 +148,7 @@ def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path
         assert [p.name for p in outputs(root)] == ["long.png"]
         log = (root / "outbox" / "long.log").read_text()
         assert "resuming from checkpoint at scale 1, iteration" in log
-        assert yaml.safe_load((root / "outbox" / "long.report.yaml").read_text())["iterations"] == 1500
+        assert yaml.safe_load((root / "outbox" / "long.report.yaml").read_text())["iterations"] == LONG["iterations"]
 
 
 def test_a_paused_worker_that_comes_back_loses_the_job_and_publishes_nothing(tmp_path, thin_mat, server):

@@ -107,7 +107,7 @@ def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, big_pair, monkey
 def tiled_and_whole(engine, pair, raw: dict):
     content, style = pair
     # as in real use: a whole-image coarse pass, then the full size refined in tiles (or not)
-    base = {**raw, "size": 192, "iterations": 30, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
+    base = {**raw, "size": 192, "iterations": 20, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
     whole = engine.stylize(content, [(style, 1.0)], resolve(base))
     tiled = engine.stylize(content, [(style, 1.0)], resolve({**base, "tile_size": 128}))
     assert tiled.final["tiles"] == 4
