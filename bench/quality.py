@@ -118,6 +118,16 @@ def content_at_style(strip: list[dict], style: float) -> float | None:
     return None
 
 
+def real_weights(args: argparse.Namespace, prog: str):
+    """(weights, output folder) for a bench that judges pictures; None (said why) without the real file."""
+    if not Path(args.weights).is_file():
+        print(f"{prog}: the real VGG-19 weights are not at {args.weights}", file=sys.stderr)
+        return None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return load_weights(args.weights), out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=512)
@@ -127,12 +137,10 @@ def main() -> int:
     ap.add_argument("--weights", default=str(REAL_WEIGHTS))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "quality"))
     args = ap.parse_args()
-    if not Path(args.weights).is_file():
-        print(f"quality: the real VGG-19 weights are not at {args.weights}", file=sys.stderr)
+    opened_weights = real_weights(args, "quality")
+    if opened_weights is None:
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = load_weights(args.weights)
+    weights, out = opened_weights
     print(f"weights: {weights.source} ({weights.format}, sha256 {weights.sha256[:16]}…); size {args.size} px")
     bench = Bench(Engine(weights), args.size, out)
     rows, strips, table = [], [], []

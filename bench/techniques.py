@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-from quality import IMAGES, REAL_WEIGHTS, content_at_style  # noqa: E402
+from quality import IMAGES, REAL_WEIGHTS, content_at_style, real_weights  # noqa: E402
 from sheet import sheet, tile  # noqa: E402
 
-from nstd.engine import Engine, load_weights  # noqa: E402
+from nstd.engine import Engine  # noqa: E402
 from nstd.engine.backend import tf  # noqa: E402
 from nstd.engine.solvers import LBFGS  # noqa: E402
 from nstd.engine.vgg import gram  # noqa: E402
@@ -199,16 +199,14 @@ def main() -> int:
     ap.add_argument("--pairs", default="tubingen:starry_night,brad_pitt:the_scream")
     ap.add_argument("--strengths", default="0.4,0.6")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--iterations", type=int, default=80)
+    ap.add_argument("--iterations", type=int, default=70)
     ap.add_argument("--weights", default=str(REAL_WEIGHTS))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "techniques"))
     args = ap.parse_args()
-    if not Path(args.weights).is_file():
-        print(f"techniques: the real VGG-19 weights are not at {args.weights}", file=sys.stderr)
+    opened = real_weights(args, "techniques")
+    if opened is None:
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = load_weights(args.weights)
+    weights, out = opened
     engine = Engine(weights)
     dtype = tf.bfloat16 if "avx512_bf16" in open("/proc/cpuinfo").read() or tf.config.list_logical_devices("GPU") \
         else tf.float32
