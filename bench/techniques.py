@@ -8,7 +8,8 @@ same iterations, the machine's fastest number format), so only the technique dif
 
 * ``baseline``: nstd's default objective (normalised content on conv4_2, Gram style on
   conv1_1..conv5_1, each layer 1 at the content, ``strength`` balance).
-* ``tv``: total variation at ``tv_weight`` 0.02 (relative to the content's own TV).
+* ``tv``: total variation at weight 0.02, relative to the content's own. Note: the L1 TV of
+  ``tf.image.total_variation``, not the engine's squared TV behind ``tv_weight``.
 * ``style-scale-0.7`` / ``style-scale-1.5``: the style measured at that size relative to the content.
 * ``layers-shallow`` / ``layers-deep``: style layer weights 0.3,0.3,0.2,0.1,0.1 and the reverse.
 * ``w2``: the style as a Gaussian per layer, Wasserstein-2 between them (mean + covariance;
@@ -47,6 +48,7 @@ from quality import IMAGES, REAL_WEIGHTS, content_at_style, real_weights  # noqa
 from sheet import sheet, tile  # noqa: E402
 
 from nstd.engine import Engine  # noqa: E402
+from nstd.engine import precision  # noqa: E402
 from nstd.engine.backend import tf  # noqa: E402
 from nstd.engine.solvers import LBFGS  # noqa: E402
 from nstd.engine.vgg import gram  # noqa: E402
@@ -208,8 +210,7 @@ def main() -> int:
         return 2
     weights, out = opened
     engine = Engine(weights)
-    dtype = tf.bfloat16 if "avx512_bf16" in open("/proc/cpuinfo").read() or tf.config.list_logical_devices("GPU") \
-        else tf.float32
+    dtype = tf.bfloat16 if "bf16" in precision.supported_computes() else tf.float32
     print(f"weights: {weights.source} (sha256 {weights.sha256[:16]}…); {args.size} px; convolutions in {dtype.name}")
     strengths = [float(s) for s in args.strengths.split(",")]
     rows, cells = [], []

@@ -337,8 +337,10 @@ class Engine:
             return step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
 
         shape = StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
-        how = self._chosen.get(shape.key) or precision.small_shape(self.compute, self.compiler) if once else \
-            self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
+        if once:
+            how = self._chosen.get(shape.key) or precision.small_shape(self.compute, self.compiler)
+        else:
+            how = self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
         step = self.step_for(*shape, how=how)
 
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
