@@ -45,7 +45,7 @@ from sheet import sheet, tile  # noqa: E402
 from nstd.engine import Engine, load_weights  # noqa: E402
 from nstd.images import fit_size, load_image, resize, save_image  # noqa: E402
 from nstd.metrics import Judge  # noqa: E402
-from nstd.params import resolve  # noqa: E402
+from nstd.params import parse_set, resolve  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL_WEIGHTS = SHARED / "weights" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -136,7 +136,10 @@ def main() -> int:
     ap.add_argument("--recipes", default="origin,tutorial,jcjohnson,default")
     ap.add_argument("--weights", default=str(REAL_WEIGHTS))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "quality"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a parameter for nstd's own runs (default and strip), e.g. laplacian_weight=0")
     args = ap.parse_args()
+    ours = parse_set(args.set)
     opened_weights = real_weights(args, "quality")
     if opened_weights is None:
         return 2
@@ -149,12 +152,12 @@ def main() -> int:
         pair = f"{c_name}+{s_name}"
         content, style = load_image(IMAGES[c_name]), load_image(IMAGES[s_name])
         w, h = fit_size(*content.size, args.size)
-        runs = {name: bench.run(pair, content, style, name, RECIPES[name](w, h))
+        runs = {name: bench.run(pair, content, style, name, {**RECIPES[name](w, h), **(ours if name == "default" else {})})
                 for name in args.recipes.split(",")}
         if "jcjohnson" in runs:
             third = max(1.0, runs["jcjohnson"]["seconds"] / 3)
-            runs["default T/3"] = bench.run(pair, content, style, "default-t3", {"time_limit": third})
-        strip = [bench.run(pair, content, style, f"strength-{s}", {"strength": float(s)})
+            runs["default T/3"] = bench.run(pair, content, style, "default-t3", {**ours, "time_limit": third})
+        strip = [bench.run(pair, content, style, f"strength-{s}", {**ours, "strength": float(s)})
                  for s in args.strengths.split(",")]
         table.extend(runs.values())
         table.extend(strip)

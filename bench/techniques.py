@@ -19,7 +19,7 @@ same iterations, the machine's fastest number format), so only the technique dif
 * ``average``: the image is the mean of the iterates of the second half (Polyak averaging).
 * ``reflect``: conv1_1 sees the image reflect-padded instead of zero-padded.
 * ``laplacian``: Li et al. 2017: plus ‖Lap(pool₄(x)) − Lap(pool₄(c))‖², relative to the
-  content's, weighted like the content term.
+  content's, weighted like the content term (the engine's ``laplacian_weight: 1``).
 
 Each variant runs at two strengths (the baseline at a third, 0.5, between them), so a
 technique that only moves along the content/style trade-off does not look like a win: the
@@ -50,6 +50,7 @@ from sheet import sheet, tile  # noqa: E402
 from nstd.engine import Engine  # noqa: E402
 from nstd.engine import precision  # noqa: E402
 from nstd.engine.backend import tf  # noqa: E402
+from nstd.engine.losses import laplacian  # noqa: E402
 from nstd.engine.solvers import LBFGS  # noqa: E402
 from nstd.engine.vgg import gram  # noqa: E402
 from nstd.images import fit_size, load_image, resize, save_image  # noqa: E402
@@ -109,12 +110,6 @@ def histogram_match(f: tf.Tensor, sorted_style: tf.Tensor) -> tf.Tensor:
     ranks = tf.argsort(tf.argsort(flat, axis=0), axis=0)
     matched = tf.gather(tf.transpose(quantiles), tf.transpose(ranks), batch_dims=1)
     return tf.reshape(tf.transpose(matched), tf.shape(f))
-
-
-def laplacian(x: tf.Tensor) -> tf.Tensor:
-    pooled = tf.nn.avg_pool2d(tf.reduce_mean(x, -1, keepdims=True), 4, 4, "SAME")
-    k = tf.constant([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], tf.float32)[:, :, None, None]
-    return tf.nn.conv2d(pooled, k, 1, "VALID")
 
 
 class Harness:

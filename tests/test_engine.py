@@ -131,6 +131,37 @@ def test_normalised_objective_reads_zero_content_and_the_style_weight_at_the_con
     assert parts["style"] == pytest.approx(p.style_weight, rel=1e-3)  # every layer reads 1 there, on any pair
 
 
+def numpy_laplacian(rgb: np.ndarray) -> np.ndarray:
+    """An independent reference: 4×4 mean of the luminance, then the 5-point Laplacian."""
+    h, w = rgb.shape[:2]
+    p = rgb.mean(-1).reshape(h // 4, 4, w // 4, 4).mean((1, 3))
+    return 4 * p[1:-1, 1:-1] - p[:-2, 1:-1] - p[2:, 1:-1] - p[1:-1, :-2] - p[1:-1, 2:]
+
+
+def test_laplacian_term_equals_independent_reference_relative_to_the_content(engine, pair):
+    content, style = pair
+    image = np.random.default_rng(4).uniform(0, 255, (32, 32, 3)).astype(np.float32)
+    with_term, without = (engine.evaluate(image, content, [(style, 1.0)], small(strength=0.5, laplacian_weight=lw))
+                          for lw in (2.0, 0.0))
+    lap_c, lap_x = numpy_laplacian(content.rgb), numpy_laplacian(image)
+    expected = np.mean((lap_x - lap_c) ** 2) / np.mean(lap_c ** 2)
+    p = small(strength=0.5)
+    assert with_term["content"] - without["content"] == pytest.approx(p.content_weight * 2.0 * expected, rel=1e-3)
+    assert with_term["style"] == pytest.approx(without["style"], rel=1e-6)
+    at_content = engine.evaluate(resize(content.rgb, 32, 32), content, [(style, 1.0)], small(laplacian_weight=2.0))
+    assert at_content["content"] == pytest.approx(0, abs=1e-6)
+
+
+def test_laplacian_of_a_tile_is_the_whole_images_inside_its_frame():
+    from nstd.engine.backend import tf
+    from nstd.engine.losses import laplacian
+
+    x = tf.constant(np.random.default_rng(5).uniform(0, 255, (1, 64, 96, 3)), tf.float32)
+    whole = laplacian(x).numpy()  # pooled 16x24, valid 14x22: Laplacian at pooled (1..14, 1..22)
+    framed = laplacian(x, (8, 16, 4, 12)).numpy()  # pooled rows 2..11, columns 1..20; valid: 3..10, 2..19
+    np.testing.assert_allclose(framed, whole[:, 2:10, 1:19], rtol=1e-5, atol=1e-3)
+
+
 def test_alpha_is_reapplied_and_colours_preserved(engine, tmp_path):
     from PIL import Image
 

@@ -20,6 +20,8 @@ import numpy as np
 from nstd.engine.backend import tf
 
 from nstd.engine import memory, precision, tiling
+from nstd.engine.losses import (Margin, NO_MARGIN, content_scale, content_term, crop, laplacian, laplacian_scale,
+                                 laplacian_term, layer_stride, style_scale, tv_scale, tv_term)
 from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
@@ -42,7 +44,7 @@ class StepShape(NamedTuple):
     content_layers: tuple[str, ...]
     style_layers: tuple[str, ...]
     pooling: str
-    margin: tuple[int, int, int, int] = (0, 0, 0, 0)
+    margin: Margin = NO_MARGIN
     regions: int = 0
 
     @property
@@ -125,7 +127,7 @@ class Engine:
     # --- compiled pieces -----------------------------------------------------------
 
     def step_for(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 pooling: str, margin: tuple[int, int, int, int] = (0, 0, 0, 0), regions: int = 0,
+                 pooling: str, margin: Margin = NO_MARGIN, regions: int = 0,
                  how: precision.Precision = precision.DEFAULT) -> Callable:
         """The compiled loss+gradient for this shape, layer set and precision (traced once, reused).
 
@@ -142,18 +144,20 @@ class Engine:
         n_c = len(content_layers)
         scale = precision.FP16_LOSS_SCALE if how.compute == "fp16" else 1.0
 
-        def step(x, content_targets, gram_targets, weights):
-            # weights: [content_weight·w_l ..., style_weight·w_l ..., tv_weight]
+        def step(x, content_targets, laplacian_target, gram_targets, weights):
+            # weights: [content_weight·w_l ..., style_weight·w_l ..., tv_weight, laplacian_weight]
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                feats = {n: _crop(f, margin, n) for n, f in vgg.features(x, layers, pooling, how.dtype).items()}
-                content = _content_term(feats, content_layers, content_targets, weights)
+                feats = {n: crop(f, margin, layer_stride(n))
+                         for n, f in vgg.features(x, layers, pooling, how.dtype).items()}
+                content = content_term(feats, content_layers, content_targets, weights) + \
+                    weights[-1] * laplacian_term(x, laplacian_target, margin)
                 style = tf.constant(0.0)
                 for j, name in enumerate(style_layers):
                     c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
                     diff = gram(feats[name]) - gram_targets[j]
                     style += weights[n_c + j] * tf.reduce_sum(tf.square(diff)) / (4.0 * c * c)
-                tv = weights[-1] * _tv_term(_crop(x, margin))
+                tv = weights[-2] * tv_term(crop(x, margin))
                 total = content + style + tv
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
@@ -164,7 +168,7 @@ class Engine:
 
     def _region_step(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
                      pooling: str, k: int, how: precision.Precision) -> Callable:
-        """The step with ``k`` masked regions: weights are [content…, (style layer j, region r)…, tv]."""
+        """The step with ``k`` masked regions: weights are [content…, (style layer j, region r)…, tv, laplacian]."""
         key = (height, width, content_layers, style_layers, pooling, "regions", k, how)
         if key in self._steps:
             return self._steps[key]
@@ -172,12 +176,13 @@ class Engine:
         n_c = len(content_layers)
         scale = precision.FP16_LOSS_SCALE if how.compute == "fp16" else 1.0
 
-        def step(x, content_targets, gram_targets, masks, weights):
+        def step(x, content_targets, laplacian_target, gram_targets, masks, weights):
             # gram_targets[j]: (k, C, C); masks[j]: (k, positions) at layer j's resolution
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 feats = vgg.features(x, layers, pooling, how.dtype)
-                content = _content_term(feats, content_layers, content_targets, weights)
+                content = content_term(feats, content_layers, content_targets, weights) + \
+                    weights[-1] * laplacian_term(x, laplacian_target)
                 style = tf.constant(0.0)
                 for j, name in enumerate(style_layers):
                     c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
@@ -187,7 +192,7 @@ class Engine:
                         g = tf.matmul(flat * m, flat, transpose_a=True) / tf.maximum(tf.reduce_sum(m), 1e-6)
                         style += weights[n_c + j * k + r] * tf.reduce_sum(tf.square(g - gram_targets[j][r])) / (
                             4.0 * c * c)
-                tv = weights[-1] * _tv_term(x)
+                tv = weights[-2] * tv_term(x)
                 total = content + style + tv
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
@@ -264,18 +269,18 @@ class Engine:
         return grams
 
     def loss_weights(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params) -> np.ndarray:
-        """Per-term weights of the step: [content layers…, style layers…, tv].
+        """Per-term weights of the step: [content layers…, style layers…, tv, laplacian].
 
         Origin objective (``normalize: false``): the raw weights. Normalised objective:
         each term is divided by its own scale on this pair, measured on the whole content
         image, so a setting means the same on every pair and size. The content term is a
         relative feature error, mean((F−P)²)/mean(P²); each style layer's Gram distance
         is divided by its distance at the content image, ‖G_c − A‖², so every layer reads
-        1 there; TV is relative to the content's own. Then ``strength`` sets the balance.
+        1 there; TV and the Laplacian term are relative to the content's own. Then
+        ``strength`` sets the balance.
         """
         c_w = [params.content_weight * wt for _, wt in params.content_layers]
         s_w = [params.style_weight * wt for _, wt in params.style_layers]
-        tv_w = params.tv_weight
         if params.normalize:
             c_layers = tuple(n for n, _ in params.content_layers)
             s_layers = tuple(n for n, _ in params.style_layers)
@@ -285,8 +290,18 @@ class Engine:
                 c_w[i] *= content_scale(float(np.trace(own[n])), own[n].shape[0])
             for j, n in enumerate(s_layers):
                 s_w[j] *= style_scale(own[n], grams[j])
-            tv_w *= tv_scale(c_rgb) if tv_w else 1.0
-        return np.asarray(c_w + s_w + [tv_w], np.float32)
+        return np.asarray(c_w + s_w + self._image_weights(c_rgb, params), np.float32)
+
+    @staticmethod
+    def _image_weights(c_rgb: np.ndarray, params: Params) -> list[float]:
+        """[tv, laplacian]: the terms on pixels rather than features (the Laplacian one is
+        part of the content, so it follows ``content_weight``)."""
+        tv = params.tv_weight
+        lap = params.content_weight * params.laplacian_weight
+        if params.normalize:
+            tv *= tv_scale(c_rgb) if tv else 1.0
+            lap *= laplacian_scale(c_rgb) if lap else 1.0
+        return [tv, lap]
 
     def region_targets(self, regions: list[Region], c_rgb: np.ndarray, params: Params
                        ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
@@ -309,11 +324,10 @@ class Engine:
             for r, (g_own, g_t) in enumerate(zip(own, layer)):
                 scale = style_scale(g_own, g_t) if params.normalize else 1.0
                 weights.append(params.style_weight * wt * scale if targets[r] is not None else 0.0)
-        tv = params.tv_weight * (tv_scale(c_rgb) if params.normalize and params.tv_weight else 1.0)
-        return grams, masks, np.asarray(weights + [tv], np.float32)
+        return grams, masks, np.asarray(weights + self._image_weights(c_rgb, params), np.float32)
 
     def objective(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Params, weights: np.ndarray,
-                  margin: tuple[int, int, int, int] = (0, 0, 0, 0), masks: list[np.ndarray] | None = None,
+                  margin: Margin = NO_MARGIN, masks: list[np.ndarray] | None = None,
                   once: bool = False):
         """``fg(x) -> (loss, gradient, parts)`` at ``c_rgb``'s shape: content targets computed here.
 
@@ -328,13 +342,14 @@ class Engine:
         c_layers = tuple(n for n, _ in params.content_layers)
         s_layers = tuple(n for n, _ in params.style_layers)
         c_feats = self.features(c_rgb, c_layers, params.pooling)
-        ct = [tf.constant(_crop(c_feats[n], margin, n)) for n in c_layers]
+        ct = [tf.constant(crop(c_feats[n], margin, layer_stride(n))) for n in c_layers]
+        lt = laplacian(tf.constant(c_rgb[None], tf.float32), margin)
         gt = [tf.constant(g) for g in grams]
         mt = [tf.constant(m) for m in masks] if masks else None
         loss_weights = tf.constant(weights, tf.float32)
 
         def call(step: Callable, x: Any) -> tuple:
-            return step(x, ct, gt, mt, loss_weights) if mt else step(x, ct, gt, loss_weights)
+            return step(x, ct, lt, gt, mt, loss_weights) if mt else step(x, ct, lt, gt, loss_weights)
 
         shape = StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
         if once:
@@ -572,7 +587,7 @@ class Engine:
                 ledger = ledger or tiling.StyleLedger.of(measure, x_full, tiles)
                 targets, share, held = ledger.targets(grams, base, tile)
                 tile_weights = weights.copy()
-                tile_weights[len(params.content_layers):-1] *= share
+                tile_weights[len(params.content_layers):-2] *= share
                 extra = {"tile_sums": {str(i): a for i, a in enumerate(ledger.sums)}, "tile_counts": ledger.counts}
             tile_fg = self.objective(c_rgb[tile.region], targets, params, tile_weights, tile.seen)
             run.use(tile_fg.precision)
@@ -597,7 +612,7 @@ class Engine:
         feats = self.features(np.asarray(x, np.float32), layers, pooling)
         out = []
         for n in layers:
-            f = _crop(feats[n], frame, n)[0]
+            f = crop(feats[n], frame, layer_stride(n))[0]
             f = f.reshape(-1, f.shape[-1]).astype(np.float64)
             out.append((f.T @ f, f.shape[0]))
         return out
@@ -633,57 +648,6 @@ class Engine:
         if init_image is None:
             raise ValueError(f"init {params.init!r} needs init_image")
         return resize(init_image.rgb, w, h)
-
-
-def _content_term(feats: dict, layers: tuple[str, ...], targets: list, weights: Any) -> Any:
-    """Σ_l w_l · Σ(F−P)²/(4·N·C): the origin's content loss, weighted per layer."""
-    total = tf.constant(0.0)
-    for i, name in enumerate(layers):
-        f = feats[name]
-        total += weights[i] * tf.reduce_sum(tf.square(f - targets[i])) / (4.0 * tf.cast(tf.size(f), tf.float32))
-    return total
-
-
-def _tv_term(x: Any) -> Any:
-    """Σ(dx² + dy²) over all pixels, divided by the element count (see :func:`total_variation`)."""
-    dy = x[:, 1:, :, :] - x[:, :-1, :, :]
-    dx = x[:, :, 1:, :] - x[:, :, :-1, :]
-    return (tf.reduce_sum(tf.square(dy)) + tf.reduce_sum(tf.square(dx))) / tf.cast(tf.size(x), tf.float32)
-
-
-def content_scale(trace: float, channels: int) -> float:
-    """Turns the step's Σ(F−P)²/(4NC) into mean((F−P)²)/mean(P²); mean(P²) = trace(G_c)/C."""
-    return 4.0 * channels / max(trace, 1e-12)
-
-
-def style_scale(own: np.ndarray, target: np.ndarray) -> float:
-    """Turns the step's ‖G−A‖²/(4C²) into ‖G−A‖²/‖G_c−A‖²: 1 at the content image."""
-    dist = float(np.sum(np.square(own.astype(np.float64) - target)))
-    floor = 1e-6 * float(np.sum(np.square(target.astype(np.float64)))) + 1e-12
-    return 4.0 * own.shape[0] ** 2 / max(dist, floor)
-
-
-def tv_scale(c_rgb: np.ndarray) -> float:
-    """TV relative to the content's own."""
-    return 1.0 / max(total_variation(c_rgb), 1e-6)
-
-
-def total_variation(rgb: np.ndarray) -> float:
-    """Mean squared difference of neighbouring pixels (the step's TV, unweighted)."""
-    x = np.asarray(rgb, np.float64)
-    return float((np.sum(np.diff(x, axis=0) ** 2) + np.sum(np.diff(x, axis=1) ** 2)) / x.size)
-
-
-def _crop(t: Any, margin: tuple[int, int, int, int], layer: str | None = None) -> Any:
-    """Drop a frame of (top, bottom, left, right) input pixels from an NHWC tensor.
-
-    For a layer's features the frame shrinks with the layer's stride (2 per pooling).
-    """
-    if not any(margin):
-        return t
-    stride = 2 ** (int(layer[4]) - 1) if layer else 1
-    top, bottom, left, right = (k // stride for k in margin)
-    return t[:, top:t.shape[1] - bottom, left:t.shape[2] - right, :]
 
 
 @dataclass(frozen=True)
