@@ -152,8 +152,9 @@ def main() -> int:
         pair = f"{c_name}+{s_name}"
         content, style = load_image(IMAGES[c_name]), load_image(IMAGES[s_name])
         w, h = fit_size(*content.size, args.size)
-        runs = {name: bench.run(pair, content, style, name, {**RECIPES[name](w, h), **(ours if name == "default" else {})})
-                for name in args.recipes.split(",")}
+        runs = {name: bench.run(pair, content, style, name,
+                                {**RECIPES[name](w, h), **(ours if name == "default" else {})})
+                for name in filter(None, args.recipes.split(","))}
         if "jcjohnson" in runs:
             third = max(1.0, runs["jcjohnson"]["seconds"] / 3)
             runs["default T/3"] = bench.run(pair, content, style, "default-t3", {**ours, "time_limit": third})
