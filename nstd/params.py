@@ -200,7 +200,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "content_weight": _number(0),
     "style_weight": _number(0),
     "tv_weight": _number(0),
-    "laplacian_weight": _number(0),
+    "laplacian_weight": _number(0, 100),  # bounded: no job overflows the float32 weights
     "normalize": _bool,
     "strength": _number(0, 1, none_ok=True),
     "pooling": _choice("avg", "max"),

@@ -53,6 +53,11 @@ def test_origin_preset_is_the_origin_recipe():
     assert dict(p.style_layers) == {f"conv{i}_1": 0.2 for i in range(1, 6)}
 
 
+def test_the_laplacian_term_is_in_the_default_and_not_in_the_origin_recipe():
+    assert resolve({}).laplacian_weight == 1.0 and resolve({"preset": "origin"}).laplacian_weight == 0.0
+    assert resolve({"laplacian_weight": 0}).laplacian_weight == 0.0
+
+
 def test_origin_objective_with_fast_solver_and_explicit_keys_win():
     p = resolve({"preset": "origin", "solver": "fast", "iterations": 7})
     assert p.optimizer == SOLVERS["fast"]["optimizer"] and p.iterations == 7
@@ -63,6 +68,7 @@ def test_origin_objective_with_fast_solver_and_explicit_keys_win():
     ({"iteratons": 5}, "Did you mean 'iterations'"),
     ({"pooling": "min"}, "avg, max"),
     ({"iterations": 0}, "out of range"),
+    ({"laplacian_weight": 1e300}, "'laplacian_weight' = 1e\\+300 is out of range; allowed: 0 to 100"),
     ({"iterations": 2.5}, "integer"),
     ({"style_layers": ["conv9_9"]}, "unknown layer"),
     ({"scales": [1.0, 0.5]}, "increase"),
