@@ -50,7 +50,7 @@ from sheet import sheet, tile  # noqa: E402
 from nstd.engine import Engine  # noqa: E402
 from nstd.engine import precision  # noqa: E402
 from nstd.engine.backend import tf  # noqa: E402
-from nstd.engine.losses import laplacian  # noqa: E402
+from nstd.engine.losses import laplacian, laplacian_scale, laplacian_term  # noqa: E402
 from nstd.engine.solvers import LBFGS  # noqa: E402
 from nstd.engine.vgg import gram  # noqa: E402
 from nstd.images import fit_size, load_image, resize, save_image  # noqa: E402
@@ -135,7 +135,7 @@ class Harness:
         wc, ws = strength_weights(strength)
         lw = variant.get("layer_weights", (0.2,) * 5)
         self.scales = {"content": 1.0 / float(tf.reduce_mean(tf.square(self.content_target))),
-                       "lap": 1.0 / float(tf.reduce_mean(tf.square(self.lap_target)) + 1e-6),
+                       "lap": laplacian_scale(content),
                        "tv": 1.0 / float(tf.image.total_variation(c)[0] + 1e-6)}
         self.weights = {"content": wc, "tv": variant.get("tv", 0.0), "lap": wc * variant.get("laplacian", 0.0)}
         # every style term reads 1 at the content image, like nstd's default
@@ -171,7 +171,7 @@ class Harness:
             if w["tv"]:
                 total += w["tv"] * self.scales["tv"] * tf.image.total_variation(x)[0]
             if w["lap"]:
-                total += w["lap"] * self.scales["lap"] * tf.reduce_mean(tf.square(laplacian(x) - self.lap_target))
+                total += w["lap"] * self.scales["lap"] * laplacian_term(x, self.lap_target)
         return total, tape.gradient(total, x)
 
     def fg(self, x: np.ndarray):
