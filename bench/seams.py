@@ -6,8 +6,9 @@
 Runs one pair twice with the same seed and parameters, once whole and once with
 ``tile_size`` forced small, and reports the edge energy on the tile borders (the mean
 |difference| between neighbouring pixels across each border line, ±2 px) for both images
-on the same lines. The tiled one should be within 10% of the untiled one. It saves both
-results, a side-by-side sheet and 4× crops around a border crossing.
+on the same lines (the borders of both sweeps' layouts, together and each alone). The tiled
+one should be within 10% of the untiled one. It saves both results, a side-by-side sheet
+and 4× crops around a border crossing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from quality import IMAGES, REAL_WEIGHTS  # noqa: E402
 from sheet import sheet, tile  # noqa: E402
 
 from nstd.engine import Engine, load_weights  # noqa: E402
-from nstd.engine.tiling import borders  # noqa: E402
+from nstd.engine.tiling import borders, windows  # noqa: E402
 from nstd.images import load_image, save_image  # noqa: E402
 from nstd.metrics import line_energy  # noqa: E402
 from nstd.params import resolve  # noqa: E402
@@ -75,10 +76,15 @@ def main() -> int:
     h, w = results["untiled"][0].image.shape[:2]
     rows, cols = borders(w, h, args.tile)
     energy = {k: line_energy(r.image, rows, cols) for k, (r, _) in results.items()}
+    by_sweep = {}  # each sweep's borders alone: the first sweep's are where the tiles' textures blend
+    for sweep, shifted in (("first", False), ("second", True)):
+        owned = [t.owned for t in windows(w, h, args.tile, shifted)]
+        lines = sorted({o.y0 for o in owned if o.y0}), sorted({o.x0 for o in owned if o.x0})
+        by_sweep[sweep] = {k: round(line_energy(r.image, *lines), 2) for k, (r, _) in results.items()}
     p = resolve(base)
     loss = {k: engine.evaluate(r.image, content, [(style, 1.0)], p)["loss"] for k, (r, _) in results.items()}
     row = {"pair": args.pair, "size": [w, h], "tile": args.tile, "rows": rows, "columns": cols,
-           "border_energy": energy, "ratio": round(energy["tiled"] / energy["untiled"], 3),
+           "border_energy": energy, "ratio": round(energy["tiled"] / energy["untiled"], 3), "by_sweep": by_sweep,
            "loss": loss, "loss_ratio": round(loss["tiled"] / loss["untiled"], 3),
            "seconds": {k: round(s, 1) for k, (_, s) in results.items()}, "params": extra}
     print(json.dumps(row), flush=True)

@@ -40,20 +40,33 @@ def test_tiles_cover_the_image_evenly_with_one_shape():
     assert min(sizes) > 0.5 * max(sizes)  # no thin strips
 
 
-def test_a_tiles_moves_fade_across_shared_borders_and_sum_to_one_step():
-    tiles = tiling.windows(300, 200, 128)
+@pytest.mark.parametrize("shifted", [False, True])
+def test_a_tiles_moves_fade_across_shared_borders_and_sum_to_one_step(shifted):
+    tiles = tiling.windows(300, 200, 128, shifted)
     total = np.zeros((200, 300))
+    owned = np.zeros((200, 300), int)
     for w in tiles:
         total[w.region] += w.weight
         o = w.owned
+        owned[o.y0:o.y1, o.x0:o.x1] += 1
+        assert o.y1 - o.y0 <= 128 and o.x1 - o.x0 <= 128  # no tile larger than the memory plan's
         inner = w.weight[o.y0 - w.rows.start + tiling.RAMP:o.y1 - w.rows.start - tiling.RAMP,
                          o.x0 - w.cols.start + tiling.RAMP:o.x1 - w.cols.start - tiling.RAMP]
         assert (inner == 1).all()
     # every pixel takes exactly one whole step per sweep, shared between the tiles at a border
-    assert np.allclose(total, 1.0)
-    rows, cols = tiling.borders(300, 200, 128)
+    assert np.allclose(total, 1.0) and (owned == 1).all()
+    border = next(w.owned.x1 for w in tiles if w.owned.x1 < 300)
     first = tiles[0].weight[0, :]
-    assert first[cols[0] - tiling.RAMP - 1] == 1 and 0 < first[cols[0]] < 1 and first[cols[0] + tiling.RAMP] == 0
+    assert first[border - tiling.RAMP - 1] == 1 and 0 < first[border] < 1 and first[border + tiling.RAMP] == 0
+
+
+def test_the_second_sweeps_borders_run_through_the_middle_of_the_first_ones_tiles():
+    def cuts(tiles):
+        return sorted({w.owned.x0 for w in tiles if w.owned.x0 > 0}), sorted({w.owned.y0 for w in tiles if w.owned.y0 > 0})
+    plain, shifted = cuts(tiling.windows(1024, 768, 256)), cuts(tiling.windows(1024, 768, 256, shifted=True))
+    assert plain == ([256, 512, 768], [256, 512])
+    assert shifted == ([128, 384, 640, 896], [128, 384, 640])
+    assert tiling.borders(1024, 768, 256) == (sorted(plain[1] + shifted[1]), sorted(plain[0] + shifted[0]))
 
 
 def test_memory_prediction_grows_with_pixels_and_the_tile_fits():
@@ -83,14 +96,15 @@ def test_planner_tiles_only_when_the_job_does_not_fit(thin_mat, tmp_path):
     assert r.image.shape == (288, 384, 3) and r.final["tiles"] >= 4
 
 
-def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, big_pair, monkeypatch):
-    content, style = big_pair
+def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, tmp_path, monkeypatch):
+    content = load_image(make_image(tmp_path / "c.png", (256, 192), seed=1))
+    style = load_image(make_image(tmp_path / "s.png", (96, 96), seed=2))
     engine = Engine(load_weights(thin_mat))
     real = engine.step_for
 
-    def step_for(h, w, *args, **kwargs):  # a test double: the device "runs out" on the whole 192x144 image
+    def step_for(h, w, *args, **kwargs):  # a test double: the device "runs out" on the whole 256x192 image
         step = real(h, w, *args, **kwargs)
-        if h * w < 192 * 144:
+        if h * w < 256 * 192:
             return step
 
         def oom(*a, **k):
@@ -98,10 +112,10 @@ def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, big_pair, monkey
         return oom
 
     monkeypatch.setattr(engine, "step_for", step_for)
-    r = engine.stylize(content, [(style, 1.0)], resolve({"size": 192, "iterations": 3, "scales": [1.0],
+    r = engine.stylize(content, [(style, 1.0)], resolve({"size": 256, "iterations": 3, "scales": [1.0],
                                                           "seed": 1}))
-    assert any("out of memory at 192x144" in n and "128px tiles" in n for n in r.notes), r.notes
-    assert r.image.shape == (144, 192, 3) and r.iterations > 0
+    assert any("out of memory at 256x192" in n and "128px tiles" in n for n in r.notes), r.notes
+    assert r.image.shape == (192, 256, 3) and r.iterations > 0
 
 
 def tiled_and_whole(engine, pair, raw: dict):
@@ -172,8 +186,8 @@ def test_resume_inside_a_tiled_scale_gives_the_same_image(engine, big_pair):
     content, style = big_pair
     p = resolve({"size": 192, "iterations": 4, "scales": [1.0], "seed": 1, "tile_size": 128})
     whole = engine.stylize(content, [(style, 1.0)], p)
-    # 4 tiles × 2 sweeps of 2 iterations: stop inside the second sweep
-    saved = stopped_checkpoint(engine, content, style, p, after=10, match="tile 6/8")
+    # 4 tiles, then 9 shifted ones, 2 iterations each: stop inside the second sweep
+    saved = stopped_checkpoint(engine, content, style, p, after=10, match="tile 6/13")
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert np.array_equal(resumed.image, whole.image)
 

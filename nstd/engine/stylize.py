@@ -33,7 +33,6 @@ log = logging.getLogger("nstd")
 MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
 GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
-TILE_SWEEPS = 2  # block-coordinate sweeps over the tiles of a scale (see Engine._tiled)
 
 
 class StepShape(NamedTuple):
@@ -553,15 +552,19 @@ class Engine:
         what the whole image still lacks given every other region ((N·G* − others)/Nᵣ),
         its style weight scaled by its share of the pixels, so small corrections even out
         the whole. (Chasing that target from the start let the first tiles take more than
-        their share: a block of stronger style at 1024 px on real weights.) A frame of
-        real neighbours gives a tile's features their true context, and its moves fade
-        out across the borders it shares (:class:`tiling.Window`), so no pixel line is
-        left to serve features on both sides (1-px seams).
+        their share: a block of stronger style at 1024 px on real weights.) Its tiles are
+        shifted half a tile (``tiling.windows(shifted=True)``): where the first sweep's
+        tiles met, each pixel ends as a blend of two tiles' different textures, fainter
+        than either; the second sweep repaints those bands from inside a tile.
+        A frame of real neighbours gives a tile's features their true context, and its
+        moves fade out across the borders it shares (:class:`tiling.Window`), so no pixel
+        line is left to serve features on both sides (1-px seams).
         """
         h, w = c_rgb.shape[:2]
         params = run.params
         s_layers = tuple(n for n, _ in params.style_layers)
-        tiles = tiling.windows(w, h, side)
+        sweeps = [tiling.windows(w, h, side), tiling.windows(w, h, side, shifted=True)]
+        visits_of = [len(t) for t in sweeps]
         x_full = np.asarray(restored["x_full"] if restored is not None else x0, np.float64).copy()
         first = int(restored["tile"]) if restored is not None else 0
 
@@ -577,14 +580,15 @@ class Engine:
         budget_left = run.budget(si)
         t_scale = time.monotonic()
         finals: dict[int, dict[str, float]] = {}
-        visits = TILE_SWEEPS * len(tiles)
-        per_visit = max(1, run.its[si] // TILE_SWEEPS)
+        visits = sum(visits_of)
+        per_visit = max(1, run.its[si] // len(sweeps))
         for g in range(first, visits):
-            tile = tiles[g % len(tiles)]
+            second = g >= visits_of[0]
+            tile = sweeps[1][g - visits_of[0]] if second else sweeps[0][g]
             base = x_full[tile.region].copy()
             targets, tile_weights, extra = grams, weights, {}
-            if g >= len(tiles):  # the whole image's objective, one block at a time
-                ledger = ledger or tiling.StyleLedger.of(measure, x_full, tiles)
+            if second:  # the whole image's objective, one block at a time
+                ledger = ledger or tiling.StyleLedger.of(measure, x_full, sweeps[1])
                 targets, share, held = ledger.targets(grams, base, tile)
                 tile_weights = weights.copy()
                 tile_weights[len(params.content_layers):-2] *= share
@@ -599,12 +603,12 @@ class Engine:
             extra.update({"tile": g, "tiles": visits, "tile_side": side, "x_full": x_full})
             best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
             x_full[tile.region] = tile.moved(base, best.x)
-            if g >= len(tiles):
+            if second:
                 ledger.update(held, x_full[tile.region], tile)
-            finals[g % len(tiles)] = best.parts
-        final = {k: float(np.mean([f[k] for f in finals.values() if k in f]))
-                 for k in ("loss", "content", "style", "tv")}
-        return x_full, {**final, "tiles": len(tiles)}
+            finals[(second, g)] = best.parts
+        last = [f for (second, _), f in finals.items() if second == max(k[0] for k in finals)]
+        final = {k: float(np.mean([f[k] for f in last if k in f])) for k in ("loss", "content", "style", "tv")}
+        return x_full, {**final, "tiles": visits_of[0]}
 
     def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
                      pooling: str) -> list[tuple[np.ndarray, int]]:

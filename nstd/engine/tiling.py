@@ -55,16 +55,19 @@ class Window:
         return wrapped
 
 
-def windows(width: int, height: int, side: int) -> list[Window]:
-    """The tiles of a ``width``×``height`` image with cores of at most ``side``, row by row."""
-    layout = memory.tiles(width, height, side)
+def windows(width: int, height: int, side: int, shifted: bool = False) -> list[Window]:
+    """The tiles of a ``width``×``height`` image with cores of at most ``side``, row by row.
+
+    ``shifted``: tiles whose borders run through the middle of the plain layout's tiles,
+    so a sweep over them refines, well inside a tile, every pixel that a sweep over the
+    plain layout left as a blend of two tiles' moves.
+    """
     out = []
-    for ti, t in enumerate(layout):
-        owned = memory.Tile(*_owned_start(layout, ti, axis=0), *_owned_start(layout, ti, axis=1))
-        r0, c0 = max(0, (t.y0 - MARGIN) // 16 * 16), max(0, (t.x0 - MARGIN) // 16 * 16)  # pooling grid kept
-        r1, c1 = min(height, t.y1 + MARGIN), min(width, t.x1 + MARGIN)
-        wy = _profile(r0, r1, owned.y0, owned.y1, height)
-        wx = _profile(c0, c1, owned.x0, owned.x1, width)
+    for (ry, oy), (rx, ox) in ((y, x) for y in _spans(height, side, shifted) for x in _spans(width, side, shifted)):
+        owned = memory.Tile(*oy, *ox)
+        r0, c0 = max(0, (ry[0] - MARGIN) // 16 * 16), max(0, (rx[0] - MARGIN) // 16 * 16)  # pooling grid kept
+        r1, c1 = min(height, ry[1] + MARGIN), min(width, rx[1] + MARGIN)
+        wy, wx = _profile(r0, r1, *oy, height), _profile(c0, c1, *ox, width)
         reach = RAMP + BAND  # moving pixels reach RAMP past the owned part; their features BAND more
         seen = (max(0, owned.y0 - reach - r0), max(0, r1 - owned.y1 - reach),
                 max(0, owned.x0 - reach - c0), max(0, c1 - owned.x1 - reach))
@@ -73,19 +76,30 @@ def windows(width: int, height: int, side: int) -> list[Window]:
 
 
 def borders(width: int, height: int, side: int) -> tuple[list[int], list[int]]:
-    """(rows, columns) where one tile's pixels meet the next one's: where a seam would show."""
-    owned = [w.owned for w in windows(width, height, side)]
-    return sorted({o.y0 for o in owned if o.y0 > 0}), sorted({o.x0 for o in owned if o.x0 > 0})
+    """(rows, columns) where one tile's pixels meet the next one's, in either layout:
+    where a seam would show."""
+    def starts(length: int) -> list[int]:
+        return sorted({o[0] for shifted in (False, True) for _, o in _spans(length, side, shifted) if o[0] > 0})
+    return starts(height), starts(width)
 
 
-def _owned_start(layout: list[memory.Tile], ti: int, axis: int) -> tuple[int, int]:
-    """(start, end) on ``axis`` of the part of tile ``ti`` that no earlier tile owns."""
-    t = layout[ti]
-    if axis == 0:
-        above = [u.y1 for u in layout[:ti] if u.y0 < t.y0]
-        return max([t.y0] + above), t.y1
-    left = [u.x1 for u in layout[:ti] if u.y0 == t.y0 and u.x0 < t.x0]
-    return max([t.x0] + left), t.x1
+def _spans(length: int, side: int, shifted: bool) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Along one axis, per tile: (the core it reads around, the part it owns). Plain: the
+    cores of :func:`memory.tiles` (one size, so one compiled step serves most), each
+    owning what no earlier one covers. Shifted: parts from the middle of one plain part
+    to the middle of the next (none narrower than a border's two ramps), read as they are.
+    """
+    cores = sorted({(t.x0, t.x1) for t in memory.tiles(length, 1, side)})
+    owned = [(max([a] + [b0 for _, b0 in cores[:i]]), b) for i, (a, b) in enumerate(cores)]
+    if not shifted:
+        return list(zip(cores, owned))
+    cuts = [0]
+    for a, b in owned:
+        middle = (a + b) // 2
+        if middle - cuts[-1] >= 2 * RAMP and length - middle >= 2 * RAMP:
+            cuts.append(middle)
+    parts = list(zip(cuts, cuts[1:] + [length]))
+    return list(zip(parts, parts))
 
 
 def _profile(r0: int, r1: int, a: int, b: int, length: int) -> np.ndarray:
