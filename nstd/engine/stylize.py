@@ -579,7 +579,7 @@ class Engine:
         weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
-        finals: dict[int, dict[str, float]] = {}
+        finals: dict[int, dict[str, float]] = {}  # the last sweep's tiles' parts, by visit
         visits = sum(visits_of)
         per_visit = max(1, run.its[si] // len(sweeps))
         for g in range(first, visits):
@@ -605,9 +605,11 @@ class Engine:
             x_full[tile.region] = tile.moved(base, best.x)
             if second:
                 ledger.update(held, x_full[tile.region], tile)
-            finals[(second, g)] = best.parts
-        last = [f for (second, _), f in finals.items() if second == max(k[0] for k in finals)]
-        final = {k: float(np.mean([f[k] for f in last if k in f])) for k in ("loss", "content", "style", "tv")}
+            if g == visits_of[0]:
+                finals.clear()
+            finals[g] = best.parts
+        final = {k: float(np.mean([f[k] for f in finals.values() if k in f]))
+                 for k in ("loss", "content", "style", "tv")}
         return x_full, {**final, "tiles": visits_of[0]}
 
     def _region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
