@@ -23,6 +23,13 @@ def big_pair(tmp_path):
     return content, style
 
 
+def fixed_engine(path) -> Engine:
+    """An engine that runs every step shape as fp32/graph: these tests are about the memory
+    plan, and ``auto`` would time two compilers on each of a tiled scale's ~18 window shapes
+    (test_precision.py tests that)."""
+    return Engine(load_weights(path), compute="fp32", compiler="graph")
+
+
 def test_tiles_cover_the_image_evenly_with_one_shape():
     layout = memory.tiles(1000, 700, 256)
     assert len({(t.y1 - t.y0, t.x1 - t.x0) for t in layout}) == 1  # one compiled step for all
@@ -81,13 +88,13 @@ def test_planner_tiles_only_when_the_job_does_not_fit(thin_mat, tmp_path):
     content = load_image(make_image(tmp_path / "c.png", (384, 288), seed=1))
     style = load_image(make_image(tmp_path / "s.png", (96, 96), seed=2))
     p = resolve({"size": 384, "iterations": 2, "scales": [0.5, 1.0], "coarse_iterations": 2, "seed": 1})
-    roomy = Engine(load_weights(thin_mat))
+    roomy = fixed_engine(thin_mat)
     assert not roomy.stylize(content, [(style, 1.0)], p).notes
     # room for a 128 px tile in its frame (and the 192 px scale), not for the whole 384x288 image
     window = 128 + 2 * memory.TILE_MARGIN
     room = (memory.step_bytes(window * window) + memory.step_bytes(384 * 288)) // 2
     assert memory.step_bytes(192 * 144) < memory.step_bytes(window * window) < room < memory.step_bytes(384 * 288)
-    tight = Engine(load_weights(thin_mat))
+    tight = fixed_engine(thin_mat)
     tight.stylize(content, [(style, 1.0)], p)  # warm up: allocations that stay
     tight.memory_limit = memory.rss() + int(room / memory.SAFETY)
     r = tight.stylize(content, [(style, 1.0)], p)
@@ -99,7 +106,7 @@ def test_planner_tiles_only_when_the_job_does_not_fit(thin_mat, tmp_path):
 def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, tmp_path, monkeypatch):
     content = load_image(make_image(tmp_path / "c.png", (256, 192), seed=1))
     style = load_image(make_image(tmp_path / "s.png", (96, 96), seed=2))
-    engine = Engine(load_weights(thin_mat))
+    engine = fixed_engine(thin_mat)
     real = engine.step_for
 
     def step_for(h, w, *args, **kwargs):  # a test double: the device "runs out" on the whole 256x192 image
@@ -121,7 +128,7 @@ def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, tmp_path, monkey
 def tiled_and_whole(engine, pair, raw: dict):
     content, style = pair
     # as in real use: a whole-image coarse pass, then the full size refined in tiles (or not)
-    base = {**raw, "size": 192, "iterations": 20, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
+    base = {**raw, "size": 192, "iterations": 12, "scales": [0.5, 1.0], "coarse_iterations": 30, "seed": 1}
     whole = engine.stylize(content, [(style, 1.0)], resolve(base))
     tiled = engine.stylize(content, [(style, 1.0)], resolve({**base, "tile_size": 128}))
     assert tiled.final["tiles"] == 4

@@ -161,7 +161,9 @@ class Engine:
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False)
+        # autograph=False: the step's loops run over Python lists, so there is nothing to convert;
+        # converting costs a third of each trace (2.6 -> 1.7 s a shape; a tiled scale has ~18).
+        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False, autograph=False)
         self._steps[key] = compiled
         return compiled
 
@@ -196,7 +198,7 @@ class Engine:
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False)
+        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False, autograph=False)
         self._steps[key] = compiled
         return compiled
 
