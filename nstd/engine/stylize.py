@@ -161,11 +161,14 @@ class Engine:
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        # autograph=False: the step's loops run over Python lists, so there is nothing to convert;
-        # converting costs a third of each trace (2.6 -> 1.7 s a shape; a tiled scale has ~18).
-        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False, autograph=False)
-        self._steps[key] = compiled
-        return compiled
+        return self._compiled(key, step, how)
+
+    def _compiled(self, key: tuple, step: Callable, how: precision.Precision) -> Callable:
+        """``step`` as one traced function, kept under ``key``. autograph=False: the steps'
+        loops run over Python lists, so there is nothing to convert, and converting costs a
+        third of each trace (2.6 -> 1.7 s a shape; a tiled scale traces ~18)."""
+        self._steps[key] = tf.function(step, jit_compile=how.jit, reduce_retracing=False, autograph=False)
+        return self._steps[key]
 
     def _region_step(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
                      pooling: str, k: int, how: precision.Precision) -> Callable:
@@ -198,9 +201,7 @@ class Engine:
                 scaled = total * scale  # fp16: keeps small gradients above underflow
             return total, tape.gradient(scaled, x) / scale, content, style, tv
 
-        compiled = tf.function(step, jit_compile=how.jit, reduce_retracing=False, autograph=False)
-        self._steps[key] = compiled
-        return compiled
+        return self._compiled(key, step, how)
 
     def features(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str) -> dict[str, np.ndarray]:
         out = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
