@@ -109,6 +109,16 @@ def _profile(r0: int, r1: int, a: int, b: int, length: int) -> np.ndarray:
     rise = np.ones_like(i) if a == 0 else np.clip((i - (a - RAMP)) / (2 * RAMP), 0.0, 1.0)
     fall = np.ones_like(i) if b == length else np.clip(((b + RAMP) - i) / (2 * RAMP), 0.0, 1.0)
     return np.minimum(rise, fall)
+
+
+def nudged(measure: Callable, deficit: list[np.ndarray], window: np.ndarray, tile: Window) -> list[np.ndarray]:
+    """Per layer, the tile's own Gram moved by the whole image's ``deficit``
+    (:meth:`StyleLedger.deficit`): the tile keeps the layout of the style it has from the
+    coarser scale and takes its share of what is missing, rather than becoming a whole
+    painting in small."""
+    return [(s / n + d).astype(np.float32) for (s, n), d in zip(measure(window, tile.seen), deficit)]
+
+
 class StyleLedger:
     """The whole image's Σ FᵀF and positions per style layer, kept while tiles move.
 
@@ -134,6 +144,10 @@ class StyleLedger:
                 sums[i] += g
                 counts[i] += n
         return cls(measure, sums, counts)
+
+    def deficit(self, grams: list[np.ndarray]) -> list[np.ndarray]:
+        """Per layer, what the whole image lacks: G* − its mean Gram."""
+        return [g.astype(np.float64) - s / n for g, s, n in zip(grams, self.sums, self.counts)]
 
     def targets(self, grams: list[np.ndarray], window: np.ndarray, tile: Window
                 ) -> tuple[list[np.ndarray], float, list[tuple[np.ndarray, int]]]:
