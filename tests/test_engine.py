@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
-from nstd.engine import load_checkpoint
+from nstd.engine import load_checkpoint, save_checkpoint
 from nstd.images import load_image, resize
 from nstd.params import resolve
 from tests.conftest import make_image, stopped_checkpoint
@@ -80,6 +82,18 @@ def test_resume_from_checkpoint_gives_the_same_image(engine, pair, solver, itera
     assert np.array_equal(resumed.image, whole.image)
     assert resumed.iterations == whole.iterations and resumed.seed == whole.seed
     assert len(resumed.history) == len(whole.history)
+
+
+def test_a_checkpoint_of_another_format_is_refused_not_misread():
+    """An upgrade mid-job must start the job over, not resume from state read another way."""
+    data = save_checkpoint({"scale": 0, "iteration": 3, "x_full": np.zeros((2, 2, 3))})
+    assert load_checkpoint(data)["iteration"] == 3
+    with np.load(io.BytesIO(data)) as z:
+        older = {k: z[k] for k in z.files if k != "__format__"}  # as nstd wrote them before format 2
+    buf = io.BytesIO()
+    np.savez(buf, **older)
+    with pytest.raises(ValueError, match="another version of nstd"):
+        load_checkpoint(buf.getvalue())
 
 
 def test_time_limit_stops_early_with_best_image(engine, pair):

@@ -194,8 +194,8 @@ def test_resume_inside_a_tiled_scale_gives_the_same_image(engine, big_pair, afte
     content, style = big_pair
     p = resolve({"size": 192, "iterations": 4, "scales": [1.0], "seed": 1, "tile_size": 128})
     whole = engine.stylize(content, [(style, 1.0)], p)
-    # 4 tiles, then 9 shifted ones, 2 iterations each: stop inside either sweep (the first
-    # sweep's targets hang on the deficit measured at its start, the second's on the ledger)
+    # 4 tiles, then 9 shifted ones, 2 iterations each: stop inside either sweep (both keep
+    # the whole image's style sums in the checkpoint)
     saved = stopped_checkpoint(engine, content, style, p, after=after, match=match)
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert np.array_equal(resumed.image, whole.image)

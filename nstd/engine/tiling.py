@@ -111,12 +111,12 @@ def _profile(r0: int, r1: int, a: int, b: int, length: int) -> np.ndarray:
     return np.minimum(rise, fall)
 
 
-def nudged(measure: Callable, deficit: list[np.ndarray], window: np.ndarray, tile: Window) -> list[np.ndarray]:
-    """Per layer, the tile's own Gram moved by the whole image's ``deficit``
-    (:meth:`StyleLedger.deficit`): the tile keeps the layout of the style it has from the
-    coarser scale and takes its share of what is missing, rather than becoming a whole
-    painting in small."""
-    return [(s / n + d).astype(np.float32) for (s, n), d in zip(measure(window, tile.seen), deficit)]
+def nudged(held: list[tuple[np.ndarray, int]], deficit: list[np.ndarray]) -> list[np.ndarray]:
+    """Per layer, a tile's Gram target: its own Gram (from ``held``, its (ΣFᵀF, positions))
+    moved by what the whole image lacks (:meth:`StyleLedger.deficit`). The tile keeps the
+    layout of the style it has and takes an equal part of what is missing, rather than
+    becoming a whole painting in small."""
+    return [(s / n + d).astype(np.float32) for (s, n), d in zip(held, deficit)]
 
 
 class StyleLedger:
@@ -148,15 +148,6 @@ class StyleLedger:
     def deficit(self, grams: list[np.ndarray]) -> list[np.ndarray]:
         """Per layer, what the whole image lacks: G* − its mean Gram."""
         return [g.astype(np.float64) - s / n for g, s, n in zip(grams, self.sums, self.counts)]
-
-    def targets(self, grams: list[np.ndarray], window: np.ndarray, tile: Window
-                ) -> tuple[list[np.ndarray], float, list[tuple[np.ndarray, int]]]:
-        """Per layer, the Gram the tile's seen pixels must have for the whole image to match
-        ``grams`` ((N·G* − rest)/Nᵣ); the tile's share of positions; what it holds now."""
-        held = self.measure(window, tile.seen)
-        targets = [((self.counts[i] * g.astype(np.float64) - (self.sums[i] - held[i][0])) / held[i][1])
-                   .astype(np.float32) for i, g in enumerate(grams)]
-        return targets, held[-1][1] / self.counts[-1], held
 
     def update(self, held: list[tuple[np.ndarray, int]], window: np.ndarray, tile: Window) -> None:
         """Account for the tile's pixels having moved from ``held`` to ``window``."""
