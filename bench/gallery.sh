@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
 # The README's gallery: real VGG-19 weights, 512 px, seed 1, every image made by the command
-# printed beside it. About 45 minutes on 2 AVX-512 CPU cores (1.5 h on AVX2 only).
+# printed beside it. About 12 minutes on 2 AVX-512 CPU cores (1.5 h on AVX2 only).
 # Usage: bash bench/gallery.sh [OUT_DIR]
-# The strength strip and the regions/colours sheet were made before the Laplacian term joined
-# the default (laplacian_weight 0); LAP0 below reproduces them as shown. Set LAP0= to remake
-# them with today's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMG=../shared/data/images SEED=../shared/data/seed OUT=${1:-bench/out/gallery}
 NSTD=${NSTD:-.venv/bin/nstd}
-LAP0=${LAP0---set laplacian_weight=0}
 mkdir -p "$OUT"
 run() {  # run OUTPUT ARGS…: print the command, then run it (an existing result is kept)
   local out=$OUT/$1; shift
@@ -23,7 +19,7 @@ run brad-scream.png "$IMG/brad_pitt.jpg" "$IMG/the_scream.jpg"
 run tubingen-nude.png "$IMG/tubingen.jpg" "$IMG/seated-nude.jpg"
 # 2. the strength strip on one pair
 for s in 0.2 0.35 0.5 0.65 0.8; do
-  run "garden-picasso-$s.png" "$SEED/japanese_garden.jpg" "$SEED/picasso_selfportrait.jpg" --strength "$s" $LAP0
+  run "garden-picasso-$s.png" "$SEED/japanese_garden.jpg" "$SEED/picasso_selfportrait.jpg" --strength "$s"
 done
 # 3. two regions: a Van Gogh sky over a Munch town (masks: a plain cut at 40% of the height)
 .venv/bin/python - "$IMG/tubingen.jpg" "$OUT" <<'PY'
@@ -36,10 +32,10 @@ for name, top in (("sky", 255), ("town", 0)):
     m.save(f"{sys.argv[2]}/{name}.png")
 PY
 run tubingen-regions.png "$IMG/tubingen.jpg" --region "$OUT/sky.png=$IMG/starry_night.jpg" \
-  --region "$OUT/town.png=$IMG/the_scream.jpg" $LAP0
+  --region "$OUT/town.png=$IMG/the_scream.jpg"
 # 4. colour control: the painting's brushwork in the photo's colours
-run brad-scream-0.5.png "$IMG/brad_pitt.jpg" "$IMG/the_scream.jpg" $LAP0
-run brad-scream-histogram.png "$IMG/brad_pitt.jpg" "$IMG/the_scream.jpg" --set preserve_colors=histogram $LAP0
+run brad-scream-0.5.png "$IMG/brad_pitt.jpg" "$IMG/the_scream.jpg"
+run brad-scream-histogram.png "$IMG/brad_pitt.jpg" "$IMG/the_scream.jpg" --set preserve_colors=histogram
 # the sheets
 S="bench/sheet.py"
 .venv/bin/python $S bench/results/gallery-512.jpg \
