@@ -591,7 +591,8 @@ class Engine:
         for g in range(first, visits):
             second = g >= visits_of[0]
             tile = sweeps[1][g - visits_of[0]] if second else sweeps[0][g]
-            if ledger is None or (g == visits_of[0] and g != first):  # a sweep begins
+            # a sweep begins: measure the whole image (a resume at that very tile brought its sums)
+            if ledger is None or (g == visits_of[0] and g != first):
                 ledger = tiling.StyleLedger.of(measure, x_full, sweeps[second])
             base = x_full[tile.region].copy()
             held = measure(base, tile.seen)
