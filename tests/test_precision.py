@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from nstd.engine import Engine, load_checkpoint, load_weights, precision
+from nstd.engine import Engine, load_checkpoint, load_weights, precision, tiling
 from nstd.engine.precision import ChoiceCache, Precision
 from nstd.images import load_image
 from nstd.params import resolve
@@ -60,6 +60,29 @@ def test_auto_measures_once_per_shape_and_remembers_it_on_disk(thin_mat, pair, t
     again = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"))
     monkeypatch.setattr(again, "_measure", no_measuring)
     assert again.stylize(content, [(style, 1.0)], p).precision == first.precision
+
+
+def test_a_tiled_scale_measures_each_window_size_once_whatever_its_frame(thin_mat, tmp_path, monkeypatch):
+    """Tiles of one window size differ only in the frame their losses leave out; timing the
+    candidates again for every frame cost a fresh machine minutes per tiled scale."""
+    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)
+    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32"])  # two compilers to time
+    content = load_image(make_image(tmp_path / "c.png", (192, 144), seed=1))
+    style = load_image(make_image(tmp_path / "s.png", (64, 64), seed=2))
+    engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"))
+    measured, real_measure = [], engine._measure
+
+    def spy(shape, probe, cache_key):
+        measured.append(shape)
+        return real_measure(shape, probe, cache_key)
+
+    monkeypatch.setattr(engine, "_measure", spy)
+    p = resolve({"size": 192, "iterations": 2, "scales": [1.0], "seed": 1, "tile_size": 128})
+    engine.stylize(content, [(style, 1.0)], p)
+    windows = [w for shifted in (False, True) for w in tiling.windows(192, 144, 128, shifted)]
+    sizes = {(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start) for w in windows}
+    assert len({(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start, w.seen) for w in windows}) > len(sizes)
+    assert sorted((s.height, s.width) for s in measured) == sorted(sizes), measured
 
 
 def test_auto_never_takes_a_format_that_changes_the_result(thin_mat, pair, tmp_path, monkeypatch, caplog):

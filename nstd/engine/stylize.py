@@ -48,9 +48,13 @@ class StepShape(NamedTuple):
 
     @property
     def key(self) -> str:
-        """How ``auto``'s choice for this shape is remembered (in the process and on disk)."""
+        """How ``auto``'s choice for this shape is remembered (in the process and on disk).
+
+        The tile's frame is not part of it: the convolutions, which decide the speed, run
+        over the whole window either way, so all tiles of one window size share one
+        measurement (a tiled scale has ~18 frames but ~8 window sizes) and one format."""
         return (f"{self.width}x{self.height}|{'+'.join(self.content_layers)}|{'+'.join(self.style_layers)}|"
-                f"{self.pooling}|{self.margin}|{self.regions}")
+                f"{self.pooling}|{self.regions}")
 
 
 class Interrupted(Exception):
