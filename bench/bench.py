@@ -114,10 +114,12 @@ def saved_loss(engine: Engine, image: np.ndarray, content, style, params) -> flo
 
 
 def recipes(weights: VGGWeights, content, style, sizes: list[int], references: tuple[str, ...],
-            objective: str = "origin") -> None:
+            objective: str = "origin", **engine_options) -> None:
     """Time to each reference recipe's final loss on one objective (``preset`` origin or default):
-    the reference solvers (the origin's Adam from noise, the TF tutorial's Adam) against ``fast``."""
-    print(f"time to reach each reference recipe's final loss ({objective} objective, seed 1, same size):")
+    the reference solvers (the origin's Adam from noise, the TF tutorial's Adam) against ``fast``.
+    ``engine_options`` (compute, compiler) apply to every run alike."""
+    print(f"time to reach each reference recipe's final loss ({objective} objective, seed 1, same size, "
+          f"{engine_options.get('compute', 'fp32')}/{engine_options.get('compiler', 'xla')}):")
     print(f"{'size':>6} {'recipe':<44} {'seconds':>8} {'loss':>11} {'vs reference':>13}")
     for size in sizes:
         base = {"preset": objective, "size": size, "seed": 1,
@@ -126,10 +128,10 @@ def recipes(weights: VGGWeights, content, style, sizes: list[int], references: t
         refs = {"origin": ("origin recipe (Adam lr 2, noise, 200 it)", base),
                 "tutorial": ("TF tutorial (Adam lr .02 b1 .99 eps .1, 1000 it)", {**base, "solver": "tutorial"})}
         for ref_name, ref_raw in (refs[r] for r in references):
-            ref = run_recipe(weights, content, style, ref_raw, None, None)
+            ref = run_recipe(weights, content, style, ref_raw, None, None, **engine_options)
             target, t_ref = ref["final"], ref["wall"]
             print(f"{size:>6} {ref_name:<44} {t_ref:>8.1f} {target:>11.5g} {'1.0x':>13}", flush=True)
-            r = run_recipe(weights, content, style, fast, target, t_ref)
+            r = run_recipe(weights, content, style, fast, target, t_ref, **engine_options)
             if r["reached"] is not None:
                 print(f"{size:>6} {'  fast solver, to that loss':<44} {r['reached']:>8.1f} {'<= ref':>11} "
                       f"{t_ref / r['reached']:>12.1f}x", flush=True)
@@ -137,7 +139,8 @@ def recipes(weights: VGGWeights, content, style, sizes: list[int], references: t
                 print(f"{size:>6} {'  fast solver, to that loss':<44} {'never':>8} {r['final']:>11.5g} "
                       f"{'-':>13}", flush=True)
             if "tutorial" not in ref_name:
-                capped = run_recipe(weights, content, style, {**fast, "time_limit": t_ref / 5}, None, None)
+                capped = run_recipe(weights, content, style, {**fast, "time_limit": t_ref / 5}, None, None,
+                                    **engine_options)
                 ok = "PASS" if capped["final"] <= target else "FAIL"
                 print(f"{size:>6} {'  fast solver, time_limit=T/5':<44} {capped['wall']:>8.1f} "
                       f"{capped['final']:>11.5g} {ok:>13}", flush=True)
@@ -259,6 +262,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per size (best and median shown)")
     ap.add_argument("--references", default="origin,tutorial", help="recipes to compare against")
     ap.add_argument("--objectives", default="origin,default", help="presets whose objective the recipes solve")
+    ap.add_argument("--compute", default="fp32", help="the recipes' number format (auto: as the product runs)")
+    ap.add_argument("--compiler", default="xla", help="the recipes' compiler (auto: as the product runs)")
     ap.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     ap.add_argument("--sections", default="steps,latency,recipes,memory",
                     help="comma list: steps, latency, recipes, memory, choices (each solver choice alone)")
@@ -289,7 +294,8 @@ def main() -> int:
         print()
     if "recipes" in sections:
         for objective in args.objectives.split(","):
-            recipes(weights, content, style, args.sizes, tuple(args.references.split(",")), objective)
+            recipes(weights, content, style, args.sizes, tuple(args.references.split(",")), objective,
+                    compute=args.compute, compiler=args.compiler)
             print()
     if "memory" in sections:
         memory_use(args.memory_sizes)

@@ -90,10 +90,15 @@ RECIPES = {"origin": origin, "tutorial": tutorial, "jcjohnson": jcjohnson, "defa
 class Bench:
     """One engine, one output folder; runs a recipe on a pair and scores the result."""
 
-    def __init__(self, engine: Engine, size: int, out: Path) -> None:
+    def __init__(self, engine: Engine, size: int, out: Path, earlier: dict | None = None) -> None:
         self.engine, self.size, self.out = engine, size, out
+        self.earlier = earlier or {}  # (pair, recipe) -> row of an earlier run into the same folder
 
     def run(self, pair: str, content, style, label: str, raw: dict) -> dict:
+        row = self.earlier.get((pair, label))
+        if row is not None and (self.out / row["image"]).is_file():
+            print(json.dumps({**row, "reused": True}), flush=True)
+            return row
         params = resolve({**raw, "size": self.size, "seed": 1})
         t0 = time.monotonic()
         result = self.engine.stylize(content, [(style, 1.0)], params)
@@ -136,6 +141,9 @@ def main() -> int:
     ap.add_argument("--recipes", default="origin,tutorial,jcjohnson,default")
     ap.add_argument("--weights", default=str(REAL_WEIGHTS))
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "quality"))
+    ap.add_argument("--reuse", action="store_true",
+                    help="take runs already in --out's table (same pair and recipe) instead of running them again, "
+                         "so a long run stopped part way can go on")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a parameter for nstd's own runs (default and strip), e.g. laplacian_weight=0")
     args = ap.parse_args()
@@ -145,7 +153,10 @@ def main() -> int:
         return 2
     weights, out = opened_weights
     print(f"weights: {weights.source} ({weights.format}, sha256 {weights.sha256[:16]}…); size {args.size} px")
-    bench = Bench(Engine(weights), args.size, out)
+    table_path = out / f"quality-{args.size}.json"
+    earlier = {(r["pair"], r["recipe"]): r for r in json.loads(table_path.read_text()) if r.get("image")} \
+        if args.reuse and table_path.is_file() else {}
+    bench = Bench(Engine(weights), args.size, out, earlier)
     rows, strips, table = [], [], []
     for pair_spec in args.pairs.split(","):
         c_name, s_name = pair_spec.split(":")
@@ -188,7 +199,7 @@ def main() -> int:
         # after every pair, so a long run stopped early still leaves its sheets and table
         sheet(rows, out / f"recipes-{args.size}.png")
         sheet(strips, out / f"strength-{args.size}.png")
-        (out / f"quality-{args.size}.json").write_text(json.dumps(table, indent=1))
+        table_path.write_text(json.dumps(table, indent=1))
         print(f"sheets: {out}/recipes-{args.size}.png, {out}/strength-{args.size}.png", flush=True)
     return 0
 
