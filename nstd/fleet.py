@@ -78,9 +78,6 @@ class LocalQueue:
     def forget(self, work: Path) -> None:
         pass
 
-    def known(self, work: Path) -> bool:
-        return False
-
     def fleet(self) -> dict[str, Any] | None:
         return None
 
@@ -111,14 +108,29 @@ if tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '-1') ~= tonumber(ARGV[4]) t
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[5], 'JUSTID')
 return 1
 """
-# KEYS: stream, fence hash, owner hash. ARGV: group, id, token. Acknowledge and forget.
+# KEYS: stream, fence hash, owner hash, known set. ARGV: group, id, token, work folder.
+# Acknowledge and forget, all or nothing.
 _COMPLETE = """
 if tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '-1') ~= tonumber(ARGV[3]) then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[4])
 return 1
+"""
+# KEYS: known set, stream. ARGV: work folder, job name. A work folder is known and has its
+# entry, or neither: a reply lost half way must not leave it known with nothing to run it.
+_QUEUE = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'work', ARGV[1], 'name', ARGV[2])
+return 1
+"""
+# KEYS: the job's ingest mark. ARGV: consumer, seconds. Ours if we set it now or set it
+# before (our SET ran but its reply was lost when the server went away).
+_MARK = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return redis.call('GET', KEYS[1]) == ARGV[1] and 1 or 0
 """
 
 
@@ -127,6 +139,7 @@ class RedisQueue:
 
     backend = "redis"
     GROUP = "workers"
+    MARK_SECONDS = 600
 
     def __init__(self, cfg: Config, consumer: str, client: Any = None) -> None:
         import redis
@@ -138,7 +151,8 @@ class RedisQueue:
         self.stream, self.fences, self.owners, self.known_key = f"{p}:jobs", f"{p}:fence", f"{p}:owner", f"{p}:work"
         self.ingest_prefix = f"{p}:ingest:"
         self.held: dict[str, tuple[str, int]] = {}  # work folder name -> (entry id, token)
-        self._take, self._renew, self._complete = (self.redis.register_script(s) for s in (_TAKE, _RENEW, _COMPLETE))
+        self._take, self._renew, self._complete, self._queue, self._mark = (
+            self.redis.register_script(s) for s in (_TAKE, _RENEW, _COMPLETE, _QUEUE, _MARK))
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._group_ready = False
@@ -165,6 +179,14 @@ class RedisQueue:
                         raise
                 self._group_ready = True
             value = fn()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._group_ready = False  # made again on the next call
+            log.error("the queue server %s has lost the queue (restarted without its append-only file?); "
+                      "held jobs stop and are queued again from their checkpoints when their leases run out",
+                      self.cfg.queue.url)
+            return default
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             down = self._down_since or now
             wait = min(30.0, max(1.0, 2 * (now - down)))
@@ -202,36 +224,33 @@ class RedisQueue:
         return item
 
     def may_claim(self, p: Pending) -> bool:
-        """Only one host ingests a job: the first to mark its name and files in Redis."""
+        """Only one host ingests a job: the one whose mark on its name and files is in Redis.
+
+        The mark expires after :attr:`MARK_SECONDS`, far longer than a claim (one rename) and
+        any host's stale view of the inbox takes, so a host that dies between marking and
+        claiming delays the job by that much and no more, and the same files dropped again
+        later are a new job."""
         inbox = str(self.cfg.paths.inbox)  # hosts mount the share at different paths: names are relative
         sig = [(os.path.relpath(path, inbox), size, mtime) for path, size, mtime in jobs.signature(p.candidate)]
         sig = hashlib.sha256(repr(sig).encode()).hexdigest()[:16]
         key = f"{self.ingest_prefix}{p.candidate.key}:{sig}"
-        return bool(self._call("ingest a job", lambda: self.redis.set(key, self.consumer, nx=True, ex=7 * 86400),
+        return bool(self._call("ingest a job", lambda: self._mark(keys=[key], args=[self.consumer, self.MARK_SECONDS]),
                                default=False))
 
     def ingest(self, item: WorkItem, work_root: Path) -> WorkItem | None:
         """Queue a job this host just claimed from the inbox; then take whatever is next."""
-        def add() -> bool:
-            self.redis.sadd(self.known_key, item.path.name)
-            self.redis.xadd(self.stream, {"work": item.path.name, "name": item.label})
-            return True
-
-        if not self._call("queue a job", add, default=False):
-            return None  # its lease file goes stale and the scanner offers it again as an orphan
+        if self._call("queue a job", lambda: self._queue(keys=[self.known_key, self.stream],
+                                                         args=[item.path.name, item.label])) is None:
+            return None  # not queued, or not known whether: its lease goes stale and adopt() settles it
         log.info("job=%s queued in %s", item.label, self.cfg.queue.url)
         return self.next(work_root)
 
     def adopt(self, orphans: list[Path]) -> None:
         """Work folders no queue entry names (e.g. a host died between claim and queueing)."""
         for work in orphans:
-            if not self.known(work) and self._call("adopt work", lambda w=work: self.redis.sadd(self.known_key, w.name)):
-                self._call("queue a job", lambda w=work: self.redis.xadd(self.stream, {"work": w.name}))
+            if self._call("queue a job", lambda w=work: self._queue(keys=[self.known_key, self.stream],
+                                                                    args=[w.name, w.name])):
                 log.warning("queued work folder %s, which no queue entry named", work.name)
-
-    def known(self, work: Path) -> bool:
-        return bool(self._call("look up a job", lambda: self.redis.sismember(self.known_key, work.name),
-                               default=True))
 
     def renew(self, works: list[Path]) -> list[Path]:
         """Reset the server's idle clock of each held entry; returns those we lost."""
@@ -283,9 +302,9 @@ class RedisQueue:
         """The job left the queue for good (published, failed or gone)."""
         if work.name in self.held:
             entry, token = self.held.pop(work.name)
-            self._call("complete a job", lambda: self._complete(keys=[self.stream, self.fences, self.owners],
-                                                                args=[self.GROUP, entry, token]))
-            self._call("complete a job", lambda: self.redis.srem(self.known_key, work.name))
+            self._call("complete a job", lambda: self._complete(keys=[self.stream, self.fences, self.owners,
+                                                                      self.known_key],
+                                                                args=[self.GROUP, entry, token, work.name]))
 
     def fleet(self) -> dict[str, Any] | None:
         """Queue depth and age, and who runs what, as the server sees it."""

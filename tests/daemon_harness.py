@@ -112,6 +112,12 @@ class Daemon:
             self.log_file.close()
 
 
+def show_logs(daemons: list[Daemon], lines: int = 60) -> None:
+    """Each daemon's last log lines on stdout, which pytest shows when the test fails."""
+    for d in daemons:
+        print(f"--- {d.log_path.name} (exit {d.proc.poll()})", *d.log.splitlines()[-lines:], sep="\n")
+
+
 def outputs(root: Path, pattern: str = "*.png") -> list[Path]:
     return sorted((root / "outbox").rglob(pattern))
 

@@ -20,11 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.daemon_harness import Daemon, free_port, outputs, wait_until, write_config
+from nstd import config, jobs
+from nstd.scanner import Pending
+from nstd.workitem import WorkItem
+from tests.conftest import make_image
+from tests.daemon_harness import Daemon, free_port, outputs, show_logs, wait_until, write_config
 from tests.test_daemon import LONG, drop_yaml_job, work_checkpoint
 
 pytestmark = pytest.mark.timeout(300)
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[fleet]')")
+from nstd.fleet import RedisQueue  # noqa: E402  (needs redis-py)
 
 
 class RedisServer:
@@ -74,8 +79,6 @@ def fleet_config(root: Path, weights: Path, url: str, **extra) -> Path:
 
 
 def drop_pairs(inbox: Path, n: int) -> list[str]:
-    from tests.conftest import make_image
-
     inbox.mkdir(parents=True, exist_ok=True)
     names = [f"j{i:02d}" for i in range(n)]
     for i, name in enumerate(names):  # the style first: a pair is complete once its content is there
@@ -116,6 +119,7 @@ def test_thirty_jobs_on_three_workers_complete_exactly_once(tmp_path, thin_mat, 
     finally:
         for d in daemons:
             d.stop()
+        show_logs(daemons)
 
 
 @contextlib.contextmanager
@@ -135,6 +139,7 @@ def long_job_on(tmp_path, thin_mat, server, workers: int):
     finally:
         for d in daemons:
             d.stop()
+        show_logs(daemons)
 
 
 def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path, thin_mat, server):
@@ -185,6 +190,7 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(tmp_path, thin_mat, s
     finally:
         for d in daemons:
             d.stop()
+        show_logs(daemons)
 
 
 def test_redis_unreachable_at_start_up_the_daemon_waits_and_loses_nothing(tmp_path, thin_mat, server):
@@ -202,3 +208,79 @@ def test_redis_unreachable_at_start_up_the_daemon_waits_and_loses_nothing(tmp_pa
         assert "answers again" in d.log
         assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)
         assert d.stop() == 0
+
+
+class LosesReplies(redis.Redis):
+    """A client whose next ``lose`` commands run on the server and then lose their reply, as
+    when the server is killed between doing a write and answering it."""
+
+    lose = 0
+
+    def execute_command(self, *args, **kwargs):
+        value = super().execute_command(*args, **kwargs)
+        if self.lose and args[0] != "SCRIPT LOAD":
+            self.lose -= 1
+            raise redis.ConnectionError("the reply was lost")
+        return value
+
+
+def queue_with_lost_replies(tmp_path, thin_mat, server):
+    server.start()
+    cfg = config.load(fleet_config(tmp_path / "share", thin_mat, server.url))
+    for p in (cfg.paths.inbox, cfg.paths.state / "work"):
+        p.mkdir(parents=True, exist_ok=True)
+    client = LosesReplies(port=server.port, decode_responses=True)
+    queue = RedisQueue(cfg, "host-a", client)
+    assert queue.fleet() is not None  # the consumer group exists: the next command is the one under test
+    return cfg, queue, client
+
+
+def test_a_lost_reply_while_queueing_leaves_the_job_to_run_exactly_once(tmp_path, thin_mat, server):
+    cfg, queue, client = queue_with_lost_replies(tmp_path, thin_mat, server)
+    make_image(cfg.paths.inbox / "x.content.png", seed=1)
+    make_image(cfg.paths.inbox / "x.style.png", seed=2)
+    pending = Pending(jobs.discover(cfg.paths.inbox)[0], 0.0)
+    client.lose = 1
+    assert not queue.may_claim(pending)  # marked on the server, but this host never heard so
+    queue._retry_at = 0.0  # the back-off has passed
+    assert queue.may_claim(pending)  # the next scan: the mark is ours, so the job is not stuck in the inbox
+    assert not queue_for(cfg, server, "host-b").may_claim(pending)  # and nobody else's
+
+    item = WorkItem.claim(pending.candidate, cfg.paths.state / "work", 0.0)
+    client.lose = 1
+    assert queue.ingest(item, cfg.paths.state / "work") is None  # queued, but the reply was lost
+    queue._retry_at = 0.0
+    other = queue_for(cfg, server, "host-b")
+    taken = other.next(cfg.paths.state / "work", [item.path])  # the lease went stale: offered as an orphan
+    assert taken is not None and taken.path == item.path  # its entry was there: one run, not none
+    assert other.next(cfg.paths.state / "work", [item.path]) is None  # adopting again queues no second run
+    other.complete(item.path)
+    assert client.xlen(queue.stream) == 0 and not client.smembers(queue.known_key)  # nothing left behind
+
+
+def test_a_work_folder_nobody_queued_is_adopted_once(tmp_path, thin_mat, server):
+    cfg, queue, _ = queue_with_lost_replies(tmp_path, thin_mat, server)
+    make_image(cfg.paths.inbox / "y.content.png", seed=1)
+    make_image(cfg.paths.inbox / "y.style.png", seed=2)
+    item = WorkItem.claim(Pending(jobs.discover(cfg.paths.inbox)[0], 0.0).candidate, cfg.paths.state / "work", 0.0)
+    # the host that claimed it died before queueing it: two hosts find the orphan at once
+    b, c = queue_for(cfg, server, "host-b"), queue_for(cfg, server, "host-c")
+    b.adopt([item.path])
+    c.adopt([item.path])
+    assert queue.redis.xlen(queue.stream) == 1
+
+
+def queue_for(cfg, server, consumer: str):
+    return RedisQueue(cfg, consumer, redis.Redis(port=server.port, decode_responses=True))
+
+
+def test_a_server_that_lost_its_data_gets_its_queue_back(tmp_path, thin_mat, server):
+    cfg, queue, client = queue_with_lost_replies(tmp_path, thin_mat, server)
+    work = cfg.paths.state / "work"
+    client.flushall()  # a restart without persistence
+    assert queue.next(work) is None  # said, not raised
+    make_image(cfg.paths.inbox / "z.content.png", seed=1)
+    make_image(cfg.paths.inbox / "z.style.png", seed=2)
+    item = WorkItem.claim(jobs.discover(cfg.paths.inbox)[0], work, 0.0)
+    taken = queue.ingest(item, work)  # the group is made again
+    assert taken is not None and taken.path == item.path
