@@ -146,8 +146,11 @@ def recipes(weights: VGGWeights, content, style, sizes: list[int], references: t
                       f"{capped['final']:>11.5g} {ok:>13}", flush=True)
 
 
-def choices(weights: VGGWeights, content, style, size: int = 256) -> None:
-    """Each solver choice changed alone: time to the origin recipe's final loss, capped at its time."""
+def choices(weights: VGGWeights, content, style, size: int = 256, objective: str = "origin",
+            **engine_options) -> None:
+    """Each solver choice changed alone: time to the origin's solver's final loss on one
+    objective, capped at its time. ``engine_options`` (compute, compiler) apply to every run
+    but the one that changes the compiler."""
     import nstd.engine.stylize as stylize_module
     from nstd.engine.solvers import make_solver
 
@@ -157,11 +160,11 @@ def choices(weights: VGGWeights, content, style, size: int = 256) -> None:
             return f, g / max(float(np.abs(g).mean()), 1e-30), parts
         return make_solver(x0, fg_n, params)
 
-    base = {"preset": "origin", "size": size, "seed": 1}
-    ref = run_recipe(weights, content, style, base, None, None)
+    base = {"preset": objective, "size": size, "seed": 1, **({"solver": "origin"} if objective != "origin" else {})}
+    ref = run_recipe(weights, content, style, base, None, None, **engine_options)
     target, cap = ref["final"], ref["wall"]
-    print(f"solver choices at {size} px: time to the origin recipe's final loss {target:.5g} "
-          f"(origin took {cap:.1f}s; each run capped there)")
+    print(f"solver choices at {size} px, {objective} objective: time to the origin's solver's saved loss "
+          f"{target:.5g} (it took {cap:.1f}s; each run capped there)")
     fast = {**base, "solver": "fast", "iterations": 100000}
     adam = {**fast, "optimizer": "adam", "learning_rate": 2.0}
     variants = [("fast recipe: L-BFGS, content init, scales .5+1, 20 coarse its", fast, {}, None),
@@ -171,12 +174,12 @@ def choices(weights: VGGWeights, content, style, size: int = 256) -> None:
                 ("  L-BFGS memory 20", {**fast, "lbfgs_memory": 20}, {}, None),
                 ("  Adam lr 2 instead of L-BFGS", adam, {}, None),
                 ("  Adam lr 2, normalised gradient", adam, {}, normalised),
-                ("  without XLA", fast, {"compiler": "graph"}, None)]
+                ("  without XLA", fast, {**engine_options, "compiler": "graph"}, None)]
     print(f"{'variant':<62} {'seconds':>8} {'loss':>11}")
-    for name, raw, engine_options, solver_factory in variants:
+    for name, raw, options, solver_factory in variants:
         stylize_module.make_solver = solver_factory or make_solver
         try:
-            r = run_recipe(weights, content, style, raw, target, cap, **engine_options)
+            r = run_recipe(weights, content, style, raw, target, cap, **(options or engine_options))
         finally:
             stylize_module.make_solver = make_solver
         seconds = f"{r['reached']:.1f}" if r["reached"] is not None else "never"
@@ -257,7 +260,7 @@ def main() -> int:
     ap.add_argument("--weights", default=str(REAL_WEIGHTS) if REAL_WEIGHTS.is_file() else None,
                     help="weights file (default: the real VGG-19 in ../shared/weights when present, else random "
                          "full-width weights; 'random' forces those)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison (the first also for choices)")
     ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per size (best and median shown)")
     ap.add_argument("--references", default="origin,tutorial", help="recipes to compare against")
@@ -300,7 +303,9 @@ def main() -> int:
     if "memory" in sections:
         memory_use(args.memory_sizes)
     if "choices" in sections:
-        choices(weights, content, style)
+        for objective in args.objectives.split(","):
+            choices(weights, content, style, args.sizes[0], objective, compute=args.compute, compiler=args.compiler)
+            print()
     return 0
 
 
