@@ -260,7 +260,8 @@ def main() -> int:
     ap.add_argument("--weights", default=str(REAL_WEIGHTS) if REAL_WEIGHTS.is_file() else None,
                     help="weights file (default: the real VGG-19 in ../shared/weights when present, else random "
                          "full-width weights; 'random' forces those)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="sizes for the recipe comparison (the first also for choices)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512],
+                    help="sizes for the recipe comparison (the first also for choices)")
     ap.add_argument("--step-sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per size (best and median shown)")
     ap.add_argument("--references", default="origin,tutorial", help="recipes to compare against")

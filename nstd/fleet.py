@@ -57,6 +57,10 @@ class LocalQueue:
     def ingest(self, item: WorkItem, work_root: Path) -> WorkItem | None:
         return item
 
+    def _enqueue(self, work: str, name: str) -> int | None:
+        """1: queued now; 0: it already was; None: the server could not say."""
+        return self._call("queue a job", lambda: self._queue(keys=[self.known_key, self.stream], args=[work, name]))
+
     def renew(self, works: list[Path]) -> list[Path]:
         """Renew the leases of ``works``; returns those this worker no longer owns (none here)."""
         for work in works:
@@ -239,8 +243,7 @@ class RedisQueue:
 
     def ingest(self, item: WorkItem, work_root: Path) -> WorkItem | None:
         """Queue a job this host just claimed from the inbox; then take whatever is next."""
-        if self._call("queue a job", lambda: self._queue(keys=[self.known_key, self.stream],
-                                                         args=[item.path.name, item.label])) is None:
+        if self._enqueue(item.path.name, item.label) is None:
             return None  # not queued, or not known whether: its lease goes stale and adopt() settles it
         log.info("job=%s queued in %s", item.label, self.cfg.queue.url)
         return self.next(work_root)
@@ -248,9 +251,12 @@ class RedisQueue:
     def adopt(self, orphans: list[Path]) -> None:
         """Work folders no queue entry names (e.g. a host died between claim and queueing)."""
         for work in orphans:
-            if self._call("queue a job", lambda w=work: self._queue(keys=[self.known_key, self.stream],
-                                                                    args=[w.name, w.name])):
+            if self._enqueue(work.name, work.name):
                 log.warning("queued work folder %s, which no queue entry named", work.name)
+
+    def _enqueue(self, work: str, name: str) -> int | None:
+        """1: queued now; 0: it already was; None: the server could not say."""
+        return self._call("queue a job", lambda: self._queue(keys=[self.known_key, self.stream], args=[work, name]))
 
     def renew(self, works: list[Path]) -> list[Path]:
         """Reset the server's idle clock of each held entry; returns those we lost."""

@@ -235,10 +235,14 @@ def queue_with_lost_replies(tmp_path, thin_mat, server):
     return cfg, queue, client
 
 
+def queue_for(cfg, server, consumer: str) -> RedisQueue:
+    """Another host's queue on the same server, with a client that loses nothing."""
+    return RedisQueue(cfg, consumer, redis.Redis(port=server.port, decode_responses=True))
+
+
 def test_a_lost_reply_while_queueing_leaves_the_job_to_run_exactly_once(tmp_path, thin_mat, server):
     cfg, queue, client = queue_with_lost_replies(tmp_path, thin_mat, server)
-    make_image(cfg.paths.inbox / "x.content.png", seed=1)
-    make_image(cfg.paths.inbox / "x.style.png", seed=2)
+    drop_pairs(cfg.paths.inbox, 1)
     pending = Pending(jobs.discover(cfg.paths.inbox)[0], 0.0)
     client.lose = 1
     assert not queue.may_claim(pending)  # marked on the server, but this host never heard so
@@ -260,9 +264,8 @@ def test_a_lost_reply_while_queueing_leaves_the_job_to_run_exactly_once(tmp_path
 
 def test_a_work_folder_nobody_queued_is_adopted_once(tmp_path, thin_mat, server):
     cfg, queue, _ = queue_with_lost_replies(tmp_path, thin_mat, server)
-    make_image(cfg.paths.inbox / "y.content.png", seed=1)
-    make_image(cfg.paths.inbox / "y.style.png", seed=2)
-    item = WorkItem.claim(Pending(jobs.discover(cfg.paths.inbox)[0], 0.0).candidate, cfg.paths.state / "work", 0.0)
+    drop_pairs(cfg.paths.inbox, 1)
+    item = WorkItem.claim(jobs.discover(cfg.paths.inbox)[0], cfg.paths.state / "work", 0.0)
     # the host that claimed it died before queueing it: two hosts find the orphan at once
     b, c = queue_for(cfg, server, "host-b"), queue_for(cfg, server, "host-c")
     b.adopt([item.path])
@@ -270,17 +273,12 @@ def test_a_work_folder_nobody_queued_is_adopted_once(tmp_path, thin_mat, server)
     assert queue.redis.xlen(queue.stream) == 1
 
 
-def queue_for(cfg, server, consumer: str):
-    return RedisQueue(cfg, consumer, redis.Redis(port=server.port, decode_responses=True))
-
-
 def test_a_server_that_lost_its_data_gets_its_queue_back(tmp_path, thin_mat, server):
     cfg, queue, client = queue_with_lost_replies(tmp_path, thin_mat, server)
     work = cfg.paths.state / "work"
     client.flushall()  # a restart without persistence
     assert queue.next(work) is None  # said, not raised
-    make_image(cfg.paths.inbox / "z.content.png", seed=1)
-    make_image(cfg.paths.inbox / "z.style.png", seed=2)
+    drop_pairs(cfg.paths.inbox, 1)
     item = WorkItem.claim(jobs.discover(cfg.paths.inbox)[0], work, 0.0)
     taken = queue.ingest(item, work)  # the group is made again
     assert taken is not None and taken.path == item.path
