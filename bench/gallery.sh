@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 IMG=../shared/data/images SEED=../shared/data/seed OUT=${1:-bench/out/gallery}
 NSTD=${NSTD:-.venv/bin/nstd}
+# The real VGG-19 file: where this project's machines keep it, unless the caller chose a folder.
+[ -z "${NSTD_WEIGHTS_DIR:-}" ] && [ -d ../shared/weights ] && export NSTD_WEIGHTS_DIR="$(pwd)/../shared/weights"
 mkdir -p "$OUT"
 run() {  # run OUTPUT ARGS…: print the command, then run it (an existing result is kept)
   local out=$OUT/$1; shift

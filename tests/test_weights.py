@@ -113,18 +113,18 @@ def test_non_weight_file_and_missing_path(tmp_path):
 
 
 def test_imagenet_uses_keras_cache_and_explains_when_missing(tmp_path, monkeypatch, thin_net):
-    import nstd.engine.weights as weights_mod
-
+    # NSTD_WEIGHTS_DIR unset, an empty Keras cache, no download: the library must not find the
+    # file anywhere else (not even in ../shared/weights beside this checkout, where it may be).
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("NSTD_IMAGENET_URL", "http://127.0.0.1:9/unreachable.h5")
     monkeypatch.delenv("NSTD_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(weights_mod, "CHECKOUT_WEIGHTS", tmp_path / "no-shared")
     with pytest.raises(WeightsError) as err:
         load_weights("imagenet")
     msg = str(err.value)
-    assert KERAS_NOTOP_NAME in msg and str(tmp_path / "keras" / "models") in msg and ".mat" in msg
-    (tmp_path / "keras" / "models").mkdir(parents=True, exist_ok=True)
-    write_h5(tmp_path / "keras" / "models" / KERAS_NOTOP_NAME, thin_net)
+    cached = tmp_path / "keras" / "models" / KERAS_NOTOP_NAME
+    assert KERAS_NOTOP_NAME in msg and str(cached) in msg and "NSTD_WEIGHTS_DIR" in msg and ".mat" in msg
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_h5(cached, thin_net)
     w = load_weights("imagenet")
     assert w.format == "keras-h5" and np.array_equal(w.kernels["conv2_1"], thin_net["conv2_1"][0])
 
@@ -152,10 +152,12 @@ def test_imagenet_finds_a_local_copy_before_downloading(tmp_path, monkeypatch, t
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("NSTD_IMAGENET_URL", "http://127.0.0.1:9/unreachable.h5")
-    monkeypatch.setattr(weights_mod, "CHECKOUT_WEIGHTS", tmp_path / "shared" / "weights")
-    write_h5((tmp_path / "shared" / "weights").mkdir(parents=True) or tmp_path / "shared" / "weights" / KERAS_NOTOP_NAME,
-             thin_net)
-    assert weights_mod.imagenet_path() == tmp_path / "shared" / "weights" / KERAS_NOTOP_NAME
     monkeypatch.setenv("NSTD_WEIGHTS_DIR", str(tmp_path / "mine"))
-    write_h5((tmp_path / "mine").mkdir() or tmp_path / "mine" / KERAS_NOTOP_NAME, thin_net)
-    assert weights_mod.imagenet_path() == tmp_path / "mine" / KERAS_NOTOP_NAME  # before the checkout's
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    write_h5(tmp_path / "keras" / "models" / KERAS_NOTOP_NAME, thin_net)
+    assert weights_mod.imagenet_path() == tmp_path / "keras" / "models" / KERAS_NOTOP_NAME  # dir set, file not in it
+    write_h5(tmp_path / "mine" / KERAS_NOTOP_NAME, thin_net)
+    assert weights_mod.imagenet_path() == tmp_path / "mine" / KERAS_NOTOP_NAME  # the user's own folder first
+    monkeypatch.setenv("NSTD_WEIGHTS_DIR", str(tmp_path / "missing-folder"))
+    assert weights_mod.imagenet_path() == tmp_path / "keras" / "models" / KERAS_NOTOP_NAME

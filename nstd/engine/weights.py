@@ -113,20 +113,17 @@ def load_weights(spec: str | os.PathLike, *, hash_file: bool = True) -> VGGWeigh
     return weights
 
 
-#: Where this project's machines keep the Keras file: ``shared/weights/`` beside the checkout.
-CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
-
-
 def imagenet_path() -> Path:
     """The Keras no-top VGG-19 file: a local copy if there is one, else downloaded (hash-checked).
 
-    Local copies, in order: the Keras cache, ``$NSTD_WEIGHTS_DIR``, and ``shared/weights/``
-    beside a source checkout (where this project's machines keep it, with no download host).
+    Local copies, in order: the folder ``$NSTD_WEIGHTS_DIR`` names, then the Keras cache
+    (``$KERAS_HOME/models/``, by default ``~/.keras/models/``). With neither, Keras's file is
+    downloaded into the Keras cache and checked against its MD5.
     """
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    keras_home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
     cached = keras_home / "models" / KERAS_NOTOP_NAME
-    folders = [cached.parent, *([Path(os.environ["NSTD_WEIGHTS_DIR"])] if os.environ.get("NSTD_WEIGHTS_DIR") else []),
-               CHECKOUT_WEIGHTS]
+    own = os.environ.get("NSTD_WEIGHTS_DIR")
+    folders = [*([Path(own).expanduser()] if own else []), cached.parent]
     for folder in folders:
         if (folder / KERAS_NOTOP_NAME).is_file():
             return folder / KERAS_NOTOP_NAME
@@ -139,12 +136,15 @@ def imagenet_path() -> Path:
                      cache_dir=str(keras_home), file_hash=KERAS_NOTOP_MD5)
         )
     except Exception as exc:  # noqa: BLE001 - no network, bad hash, read-only home
+        looked = " or ".join(str(f) for f in folders)
         raise WeightsError(
-            f"weights 'imagenet': {KERAS_NOTOP_NAME} is not in {cached.parent} and could "
-            f"not be downloaded ({type(exc).__name__}: {exc}). Either put that file "
-            f"(md5 {KERAS_NOTOP_MD5}, ~80 MB, from {KERAS_NOTOP_URL}) at {cached}, or set "
-            "weights to the path of imagenet-vgg-verydeep-19.mat, a Keras VGG-19 .h5, or "
-            "an .npz made by 'nstd weights convert'."
+            f"weights 'imagenet': {KERAS_NOTOP_NAME} is not in {looked} and could not be "
+            f"downloaded ({type(exc).__name__}: {exc}). Download it on a machine that can "
+            f"(~80 MB, md5 {KERAS_NOTOP_MD5}, from {KERAS_NOTOP_URL}) and either put it at "
+            f"{cached} (the Keras cache), or put it in a folder of your own and set "
+            "NSTD_WEIGHTS_DIR to that folder. Or set weights (--weights, or 'weights:' in the "
+            "config) to the path of imagenet-vgg-verydeep-19.mat, a Keras VGG-19 .h5, or an "
+            ".npz made by 'nstd weights convert'."
         ) from exc
 
 
