@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's gallery: real VGG-19 weights, 512 px, seed 1, every image made by the command
+# The gallery in docs/results.md: real VGG-19 weights, 512 px, seed 1, every image made by the command
 # printed beside it. About 12 minutes on 2 AVX-512 CPU cores (1.5 h on AVX2 only).
 # Usage: bash bench/gallery.sh [OUT_DIR]
 set -euo pipefail

@@ -107,7 +107,7 @@ def strength_weights(strength: float) -> tuple[float, float]:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Measured on real VGG-19 weights over several pairs (bench/quality.py, README "Pictures").
+    # Measured on real VGG-19 weights over several pairs (bench/quality.py, docs/results.md).
     # laplacian_weight 1: the same style match with more of the photo's edges kept, on every pair measured.
     "default": {"solver": "fast", "normalize": True, "strength": 0.5, "tv_weight": 0.0, "laplacian_weight": 1.0,
                 "content_layers": {"conv4_2": 1.0}, "style_layers": dict(ORIGIN_STYLE_LAYERS), "pooling": "avg"},
