@@ -18,7 +18,7 @@ import yaml
 from nstd.errors import ConfigError, ParamError
 from nstd.params import resolve, unknown_key_error
 from nstd.images import FORMATS
-from nstd.untrusted import YAML_BYTES, short
+from nstd.untrusted import SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, short
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class Limits:
     input_pixels: int = 50_000_000
     input_bytes: int = 200_000_000
     yaml_bytes: int = YAML_BYTES
+    scan_entries: int = SCAN_ENTRIES  # inbox entries one scan looks at
+    scan_depth: int = SCAN_DEPTH  # folders deep a scan goes
     memory: int | None = None  # bytes the daemon may use; None: the machine's (or cgroup's) memory
 
 
@@ -124,6 +126,8 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "limits.input_pixels": (True, 1, 10**11, False),
     "limits.input_bytes": (True, 1, 2**50, False),
     "limits.yaml_bytes": (True, 64, 2**24, False),
+    "limits.scan_entries": (True, 100, 10**7, False),
+    "limits.scan_depth": (True, 1, 64, False),
     "limits.memory": (True, 2**26, 2**50, True),
     "watch.settle_seconds": (False, 0, 86400, False),
     "watch.rescan_seconds": (False, 1, 86400, False),

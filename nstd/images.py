@@ -66,12 +66,11 @@ def decode_image(data: bytes, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) 
                          "scale the image down or raise limits.input_pixels.")
     try:
         im.load()
-        im = ImageOps.exif_transpose(im)
+        rgb, alpha = _to_rgb(ImageOps.exif_transpose(im))
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
         raise ImageError(
             f"{path.name}: the image data is truncated or corrupt ({type(exc).__name__}: {str(exc)[:120]}). "
             "Copy the file again or re-export it as PNG/JPEG.", arriving=True) from None
-    rgb, alpha = _to_rgb(im)
     return LoadedImage(rgb, alpha, str(path), hashlib.sha256(data).hexdigest())
 
 

@@ -20,14 +20,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from nstd.atomic import write_bytes_atomic
 from nstd.errors import NstdError, ParamError
 from nstd.images import FORMATS, LoadedImage
-from nstd.untrusted import YAML_BYTES, UnsafeInput, is_regular, kind, load_yaml, read_regular, short
+from nstd.untrusted import SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, UnsafeInput, is_regular, kind, load_yaml, read_regular, short
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 YAML_EXTS = {".yaml", ".yml"}
@@ -58,6 +58,7 @@ class Candidate:
     primary: Path  # renamed first to claim it
     files: list[Path]  # everything that belongs to it (absolute, in the inbox)
     waiting_for: str | None = None  # why it is not complete yet
+    broken: str | None = None  # why it can never run (e.g. a part that is a folder): taken and failed at once
     shared: frozenset[Path] = frozenset()  # parts another job in the inbox names too: copied, not moved
 
     @property
@@ -73,8 +74,37 @@ def images_in(folder: Path) -> list[Path]:
     return [p for p in entries if is_regular(p) and not is_litter(p.name)]
 
 
-def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
-    """Paths a job YAML names (None when it cannot be read as YAML yet)."""
+#: The longest file name most file systems allow, in bytes.
+NAME_BYTES = 255
+
+
+def name_problem(ref: Any) -> str | None:
+    """Why ``ref`` cannot name a part of a job, or None.
+
+    A part is a plain file name beside its job. This is decided from the value alone,
+    before any file-system call, so no value from the inbox can make one raise.
+    """
+    if not isinstance(ref, str) or ref in ("", ".", ".."):
+        return f"must be a file name, got {short(ref)}"
+    if "\0" in ref:
+        return "contains a NUL byte, which no file name can hold"
+    try:
+        length = len(os.fsencode(ref))
+    except UnicodeError:
+        return "holds characters no file name can have (unpaired surrogates)"
+    if length > NAME_BYTES:
+        return f"is {length:,} bytes long, and a file name holds at most {NAME_BYTES}"
+    if os.path.isabs(ref) or ".." in re.split(r"[/\\]", ref):
+        return "leaves the job's folder; name a file beside the job (no absolute paths, no '..')"
+    if "/" in ref or "\\" in ref:
+        return "names a file in a sub-folder; name a file beside the job (a plain file name, no '/')"
+    return None
+
+
+def _yaml_refs(path: Path, max_bytes: int) -> list[tuple[str, str]] | None:
+    """(key, file name) for each usable name a job YAML gives (None when it cannot be read
+    as YAML yet). Values that cannot be names are left out: the job is taken and fails saying why.
+    """
     try:
         data = load_yaml(read_regular(path, max_bytes, "job YAML", "limits.yaml_bytes").decode())
     except UnsafeInput:
@@ -83,20 +113,15 @@ def _yaml_refs(path: Path, max_bytes: int) -> list[str] | None:
         return None
     if not isinstance(data, dict):
         return []
-    refs = []
-    if isinstance(data.get("content"), str):
-        refs.append(data["content"])
-    if isinstance(data.get("init"), str) and data["init"] not in ("noise", "content", "style"):
-        refs.append(data["init"])
-    regions = data.get("regions") if isinstance(data.get("regions"), list) else []
-    for value in [data.get("style")] + [r.get("style") for r in regions if isinstance(r, dict)]:
+    refs = [("content", data.get("content"))]
+    if data.get("init") not in ("noise", "content", "style"):
+        refs.append(("init", data.get("init")))
+    regions = [r for r in data.get("regions") if isinstance(r, dict)] if isinstance(data.get("regions"), list) else []
+    for value in [data.get("style")] + [r.get("style") for r in regions]:
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str):
-                refs.append(item)
-            elif isinstance(item, dict) and isinstance(item.get("path"), str):
-                refs.append(item["path"])
-    refs += [r["mask"] for r in regions if isinstance(r, dict) and isinstance(r.get("mask"), str)]
-    return refs
+            refs.append(("style", item.get("path") if isinstance(item, dict) else item))
+    refs += [("mask", r.get("mask")) for r in regions]
+    return [(k, r) for k, r in refs if r is not None and name_problem(r) is None]
 
 
 @dataclass(frozen=True)
@@ -112,60 +137,113 @@ ORPHAN_REASON = ("part of no job: name it in a job YAML, or call it NAME.content
                  "in a job folder")
 
 
-def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refused] | None = None) -> list[Candidate]:
+class ScanBudget:
+    """What one scan may still look at: junk in one folder never slows the others much."""
+
+    def __init__(self, entries: int = SCAN_ENTRIES, depth: int = SCAN_DEPTH) -> None:
+        self.limit, self.left, self.depth = entries, entries, depth
+
+    def listing(self, folder: Path, refused: list[Refused], rel: Path) -> list[Path]:
+        """``folder``'s entries, sorted, at most what the budget has left (the rest is reported)."""
+        out: list[Path] = []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if self.left <= 0:
+                        refused.append(Refused(f"{rel}/", f"not all of it was looked at: one scan looks at "
+                                                          f"{self.limit:,} entries at most (limits.scan_entries)"))
+                        break
+                    self.left -= 1
+                    out.append(Path(entry.path))
+        except OSError:
+            return out
+        return sorted(out)
+
+
+
+def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refused] | None = None,
+             budget: ScanBudget | None = None) -> list[Candidate]:
     """Every job in ``inbox`` (recursively), complete or still arriving.
 
-    Symbolic links are never part of a job; those no job names go to ``refused``.
+    Symbolic links are never part of a job; those no job names go to ``refused``. Each
+    entry is looked at on its own: one that raises anything is listed in ``refused`` with
+    the reason, and the scan goes on.
     """
     found: list[Candidate] = []
+    refused = [] if refused is None else refused
+    budget = budget or ScanBudget()
 
-    def walk(folder: Path) -> None:
-        rel = folder.relative_to(inbox)
+    def alone(path: Path, what: Callable[[], None]) -> None:
         try:
-            entries = sorted(folder.iterdir())
-        except OSError:
+            what()
+        except Exception as exc:  # noqa: BLE001 - one odd entry never stops the scan
+            refused.append(Refused(str(path.relative_to(inbox)), f"cannot be read as a job ({type(exc).__name__}: "
+                                                                  f"{short(str(exc))}); it is left where it is"))
+
+    def walk(folder: Path, depth: int) -> None:
+        rel = folder.relative_to(inbox)
+        if depth > budget.depth:
+            refused.append(Refused(f"{rel}/", f"more than {budget.depth} folders deep (limits.scan_depth): not "
+                                              "looked at; move the job higher up"))
             return
-        files = [p for p in entries if not is_litter(p.name) and is_regular(p)]
-        dirs = [p for p in entries if not is_litter(p.name) and kind(p) == "dir"]
-        for d in dirs:
-            names = {p.name.lower() for p in images_in(d)}  # a folder of links alone is no job
-            if "job.yaml" in names or any(n.startswith("content.") for n in names):
-                found.append(folder_candidate(d, rel))
-            else:
-                walk(d)
+        entries = [p for p in budget.listing(folder, refused, rel) if not is_litter(p.name)]
+        kinds = {p: kind(p) for p in entries}
+        files = [p for p in entries if kinds[p] == "file"]
+        for d in (p for p in entries if kinds[p] == "dir"):
+            alone(d, lambda d=d: found.append(folder_candidate(d, rel)) if is_job_folder(d) else walk(d, depth + 1))
         owned: set[Path] = set()
         yaml_jobs: list[Candidate] = []
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
-            refs = _yaml_refs(y, max_yaml_bytes)
-            parts = [y] + [folder / r for r in refs or [] if not os.path.isabs(r) and ".." not in Path(r).parts]
-            # a named link moves with its job, which then fails saying so: never a silent wait
-            missing = [p.name for p in parts[1:] if kind(p) == "missing"]
-            owned.update(parts)
-            yaml_jobs.append(Candidate(y.stem, rel, "yaml", y, [p for p in parts if kind(p) != "missing"],
-                                       f"waiting for {', '.join(missing)}" if missing else None))
+            alone(y, lambda y=y: yaml_jobs.append(yaml_candidate(y, rel, max_yaml_bytes)))
+        for c in yaml_jobs:
+            owned.update(c.files)
         named = [p for c in yaml_jobs for p in set(c.files[1:])]
         for c in yaml_jobs:  # a style two jobs name goes with each of them; the last one takes it
             c.shared = frozenset(p for p in c.files[1:] if named.count(p) > 1)
             found.append(c)
         for c in (p for p in files if p not in owned and ".content." in p.name.lower()):
-            name = c.name[: c.name.lower().rindex(".content.")]
-            styles = [p for p in files if p not in owned and p.name.lower().startswith(name.lower() + ".style")
-                      and p.suffix.lower() in IMAGE_EXTS]
-            found.append(Candidate(name, rel, "pair", c, [c] + styles,
-                                   None if styles else f"waiting for {name}.style.* beside {c.name}"))
-        if refused is not None:
-            taken = owned | {p for c in found if c.rel == rel for p in c.files}
-            for p in entries:
-                if p in taken or is_litter(p.name):
-                    continue
-                if kind(p) == "link":
-                    refused.append(Refused(str(rel / p.name), LINK_REASON))
-                elif kind(p) == "file":
-                    refused.append(Refused(str(rel / p.name), ORPHAN_REASON))
+            alone(c, lambda c=c: found.append(pair_candidate(c, rel, [p for p in files if p not in owned])))
+        taken = owned | {p for c in found if c.rel == rel for p in c.files}
+        for p in entries:
+            if p not in taken and kinds[p] in ("link", "file"):
+                refused.append(Refused(str(rel / p.name), LINK_REASON if kinds[p] == "link" else ORPHAN_REASON))
 
-    if inbox.is_dir():
-        walk(inbox)
+    if kind(inbox) == "dir":
+        walk(inbox, 0)
     return found
+
+
+def is_job_folder(d: Path) -> bool:
+    names = {p.name.lower() for p in images_in(d)}  # a folder of links alone is no job
+    return "job.yaml" in names or any(n.startswith("content.") for n in names)
+
+
+def yaml_candidate(y: Path, rel: Path, max_yaml_bytes: int) -> Candidate:
+    """``NAME.yaml`` and the regular files (or links) beside it that it names.
+
+    A name that is missing is waited for; one that is a folder or anything else is no
+    part of the job, which is taken and fails saying what the name is.
+    """
+    refs = _yaml_refs(y, max_yaml_bytes) or []
+    kinds = {r: kind(y.parent / r) for _, r in refs}
+    missing = sorted({r for r, k in kinds.items() if k == "missing"})
+    files = [y] + [y.parent / r for r, k in kinds.items() if k in ("file", "link")]
+    odd = [(key, r) for key, r in refs if kinds[r] in ("dir", "other")]
+    broken = None
+    if odd:
+        key, r = odd[0]
+        what = "a folder" if kinds[r] == "dir" else "not a regular file"
+        broken = f"'{key}: {r}' is {what}, not an image; name an image file beside the job."
+    return Candidate(y.stem, rel, "yaml", y, list(dict.fromkeys(files)),
+                     f"waiting for {', '.join(missing)}" if missing and not broken else None, broken=broken)
+
+
+def pair_candidate(c: Path, rel: Path, free: list[Path]) -> Candidate:
+    """``NAME.content.EXT`` and the ``NAME.style*.EXT`` images beside it."""
+    name = c.name[: c.name.lower().rindex(".content.")]
+    styles = [p for p in free if p.name.lower().startswith(name.lower() + ".style") and p.suffix.lower() in IMAGE_EXTS]
+    return Candidate(name, rel, "pair", c, [c] + styles,
+                     None if styles else f"waiting for {name}.style.* beside {c.name}")
 
 
 def folder_candidate(d: Path, rel: Path) -> Candidate:
@@ -250,19 +328,27 @@ class JobSpec:
     regions: list[tuple[Path, list[tuple[Path, float]]]] = field(default_factory=list)  # (mask, its styles)
 
 
-def inside(folder: Path, rel: str, what: str, source: str) -> Path:
-    """Resolve ``rel`` inside ``folder``; refuse absolute paths, ``..`` and every symlink."""
-    if not isinstance(rel, str) or not rel:
-        raise JobError(f"{source}: '{what}' must be a file name, got {short(rel)}.")
-    if os.path.isabs(rel) or ".." in Path(rel).parts:
-        raise JobError(f"{source}: '{what}: {rel}' leaves the job's folder; name a file beside the job "
-                       "(no absolute paths, no '..').")
+def inside(folder: Path, rel: Any, what: str, source: str) -> Path:
+    """The regular file ``rel`` names beside the job in ``folder``; anything else fails the job
+    saying what it is (never a link followed, never a folder taken as an image)."""
+    problem = name_problem(rel)
+    label = rel if isinstance(rel, str) and len(rel) <= 80 and rel.isprintable() else short(rel)
+    if problem is not None and problem.startswith("must be"):
+        raise JobError(f"{source}: '{what}' {problem}.")
+    if problem is not None:
+        raise JobError(f"{source}: '{what}: {label}' {problem}.")
     path = folder / rel
-    if any(kind(folder / Path(*Path(rel).parts[:i + 1])) == "link" for i in range(len(Path(rel).parts))):
-        raise JobError(f"{source}: '{what}: {rel}' is a symbolic link; nstd never follows links. Copy the "
+    found = kind(path)
+    if found == "link":
+        raise JobError(f"{source}: '{what}: {label}' is a symbolic link; nstd never follows links. Copy the "
                        "file itself in instead.")
-    if not is_regular(path):
-        raise JobError(f"{source}: '{what}: {rel}' does not exist in the job's folder.")
+    if found == "dir":
+        raise JobError(f"{source}: '{what}: {label}' is a folder, not an image; name an image file beside the job.")
+    if found == "other":
+        raise JobError(f"{source}: '{what}: {label}' is not a regular file (a device, pipe or socket); name an "
+                       "image file beside the job.")
+    if found == "missing":
+        raise JobError(f"{source}: '{what}: {label}' does not exist in the job's folder.")
     return path
 
 
@@ -391,7 +477,10 @@ def load_inbox_image(path: Path, limits: Any) -> LoadedImage:
     return decode_image(data, path, limits.input_pixels)
 
 
-def check_limits(params: Any, content_size: tuple[int, int], limits: Any, source: str) -> None:
+def check_limits(params: Any, content_size: tuple[int, int], limits: Any, source: str, image: str = "content") -> None:
+    """Refuse a job over the daemon's limits, or whose picture VGG-19 cannot take, before any work."""
+    from nstd.engine.plan import check_size
+
     size = params.size or max(content_size)
     if size > limits.size:
         raise ParamError(f"{source}: size {size} is over the limit of {limits.size} pixels (limits.size); ask for "
@@ -399,6 +488,7 @@ def check_limits(params: Any, content_size: tuple[int, int], limits: Any, source
     if params.iterations > limits.iterations:
         raise ParamError(f"{source}: iterations {params.iterations} is over the limit of {limits.iterations} "
                          "(limits.iterations).")
+    check_size(*content_size, params.size, limits.size, f"{source}: {image}")
 
 
 # --- claims and leases --------------------------------------------------------------------

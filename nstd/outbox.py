@@ -19,6 +19,7 @@ from typing import Any
 
 from nstd.atomic import free_name, move_path, write_bytes_atomic, write_new
 from nstd.config import Config
+from nstd.errors import is_internal_text, plain
 from nstd.jobs import read_yaml, write_yaml
 from nstd.report import dump
 from nstd.retention import ARCHIVE_MARKER
@@ -124,12 +125,12 @@ def fail(work: Path, config: Config, name: str, rel: str, exc: BaseException, ph
     meta = read_yaml(work / "meta.yaml")
     for f in _input_files(work):
         move_path(f, tmp / f.name)
-    user_error = getattr(exc, "phase", None) is not None
+    user_error = getattr(exc, "phase", None) is not None or is_internal_text(exc)  # the latter: its text is in job.log
     error = {
         "job": name,
         "phase": phase,
         "error": type(exc).__name__,
-        "message": str(exc),
+        "message": plain(exc),
         "what_to_do": "fix the problem, then run 'nstd retry " + str(Path(rel) / name) + "' (or copy the inputs "
                       "back into the inbox)",
         "inputs": sorted(p.name for p in tmp.iterdir()),

@@ -141,7 +141,7 @@ def read_inputs(item: WorkItem, cfg: Config) -> JobInputs:
     content = load(spec.content)
     styles = [(load(p), w) for p, w in spec.styles]
     regions = load_regions(spec.regions, load)
-    jobs.check_limits(params, content.size, cfg.limits, source)
+    jobs.check_limits(params, content.size, cfg.limits, source, spec.content.name)
     init_image = None
     if params.init not in ("noise", "content", "style"):
         init_image = load(jobs.inside(spec.content.parent, params.init, "init", source))

@@ -29,7 +29,7 @@ RETENTION_EVERY = 3600.0  # seconds between retention passes
 class Pending:
     candidate: jobs.Candidate
     arrived: float  # wall clock
-    expired: str | None = None  # set when it waited too long: the reason it fails
+    expired: str | None = None  # why it fails without running: it waited too long, or can never run
 
 
 class Handoff:
@@ -91,36 +91,50 @@ class Scanner:
         """One scan: settle, check, hand ready jobs and orphans to the worker, tell the board."""
         cfg = self.config()
         refused: list[jobs.Refused] = []
-        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused)
+        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused,
+                                   jobs.ScanBudget(cfg.limits.scan_entries, cfg.limits.scan_depth))
         now = self.clock() if now is None else now
         self.settler.update(candidates, now)
         pending, unsettled = [], False
-        waiting = [{"name": r.path, "reason": r.reason} for r in refused]
+        # what a scan skipped (folders, named NAME/) first: the list the status shows is cut at LIST_MAX
+        waiting = [{"name": r.path, "reason": r.reason} for r in sorted(refused, key=lambda r: not r.path.endswith("/"))]
         for c in candidates:
-            where = str(c.rel / c.name)
-            if not self.settler.settled(c, cfg.watch.settle_seconds, now):
-                unsettled = True  # still being written
-                waiting.append({"name": where, "reason": "still changing (being copied?)"})
-                continue
-            if self._still_refused(c):
-                waiting.append({"name": where, "reason": "cannot be claimed (see failed/)"})
-                continue
-            arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c, now)
-            problem = c.waiting_for or self._undecodable(c, cfg)
-            if problem is None:
-                pending.append(Pending(c, arrived))
-            elif idle > cfg.watch.incomplete_timeout:
-                pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
-                                                   f"(watch.incomplete_timeout) and {problem}"))
-            else:
-                unsettled = True  # a stalled copy: count its idle time
-                waiting.append({"name": where, "reason": problem})
+            try:
+                unsettled = self._sort(c, cfg, now, pending, waiting) or unsettled
+            except Exception as exc:  # noqa: BLE001 - one odd job never stops the scan
+                log.warning("job=%s cannot be looked at (%s: %s); the scan goes on", c.name, type(exc).__name__, exc)
+                waiting.append({"name": str(c.rel / c.name), "reason": f"cannot be looked at ({type(exc).__name__})"})
         self.unsettled = unsettled
         self.decode_verdicts = {k: v for k, v in self.decode_verdicts.items() if k in self.settler.seen}
         pending.sort(key=lambda p: p.arrived)
         self.handoff.publish(pending, self._orphans(cfg))
         self.board.set_queue([{"name": p.candidate.name, "folder": str(p.candidate.rel), "form": p.candidate.form,
                                "arrived": p.arrived} for p in pending[:LIST_MAX]], len(pending), waiting)
+
+    def _sort(self, c: jobs.Candidate, cfg: Config, now: float, pending: list[Pending],
+              waiting: list[dict[str, str]]) -> bool:
+        """Queue ``c``, or say in ``waiting`` why not; True while it may still be arriving."""
+        where = str(c.rel / c.name)
+        if not self.settler.settled(c, cfg.watch.settle_seconds, now):
+            waiting.append({"name": where, "reason": "still changing (being copied?)"})
+            return True
+        if self._still_refused(c):
+            waiting.append({"name": where, "reason": "cannot be claimed (see failed/)"})
+            return False
+        arrived, idle = self.settler.seen[c.key].arrived_wall, self.settler.idle(c, now)
+        if c.broken:
+            pending.append(Pending(c, arrived, c.broken))
+            return False
+        problem = c.waiting_for or self._undecodable(c, cfg)
+        if problem is None:
+            pending.append(Pending(c, arrived))
+        elif idle > cfg.watch.incomplete_timeout:
+            pending.append(Pending(c, arrived, f"incomplete: nothing changed for {idle:.0f}s "
+                                               f"(watch.incomplete_timeout) and {problem}"))
+        else:
+            waiting.append({"name": where, "reason": problem})
+            return True  # a stalled copy: count its idle time
+        return False
 
     def _orphans(self, cfg: Config) -> list[Path]:
         """Work folders whose daemon is gone (or silent past the lease); stale half-made claims removed."""
@@ -187,6 +201,6 @@ def decode_problem(c: jobs.Candidate, cfg: Config) -> str | None:
                 if not exc.arriving:
                     return None  # certain from the bytes: the worker fails it at once with this message
                 return f"{f.name} does not decode yet ({exc})"
-            except jobs.JobError:
-                return None  # a link, or over the size limit: the worker fails it with the reason
+            except Exception:  # noqa: BLE001 - a link, over a limit, or odd: the worker fails it with the reason
+                return None
     return None

@@ -21,6 +21,9 @@ from nstd.errors import NstdError
 MAX_YAML_NODES = 2000
 #: Default largest job YAML (limits.yaml_bytes).
 YAML_BYTES = 65_536
+#: Default limits.scan_entries and limits.scan_depth: what one scan of the inbox looks at.
+SCAN_ENTRIES = 20_000
+SCAN_DEPTH = 16
 
 
 class UnsafeInput(NstdError):
@@ -33,7 +36,7 @@ def kind(path: Path) -> str:
     """What ``path`` is without following links: file, dir, link, missing or other."""
     try:
         mode = os.lstat(path).st_mode
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte, which no name on disk holds
         return "missing"
     if stat.S_ISLNK(mode):
         return "link"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from nstd import jobs, outbox, runner
 from nstd.config import Config
+from nstd.errors import is_internal_text, plain
 from nstd.fleet import LocalQueue
 from nstd.prometheus import Metrics, iteration_timer
 from nstd.runner import Hooks, Outcome, RetryPolicy
@@ -125,6 +127,12 @@ class Worker:
             except ClaimRefused as exc:
                 self.refuse(p.candidate, exc)
                 item = None
+            except OSError:
+                raise  # the file system's trouble, not this job's: tried again
+            except Exception as exc:  # noqa: BLE001 - one odd job fails alone, its files where they are
+                self.refuse(p.candidate, ClaimRefused(f"{p.candidate.name}: cannot take this job "
+                                                      f"({type(exc).__name__}: {exc}); its files stay where they are."))
+                item = None
             self.handoff.discard(p)
             if item is not None:
                 return self.queue.ingest(item, work_root)
@@ -197,7 +205,9 @@ class Worker:
         cfg, meta = self.config(), item.meta
         phase = "internal" if outcome.kind == runner.CRASHED else outcome.phase
         try:
-            item.log("FAILED in %s: %s", phase, outcome.error, level=logging.ERROR)
+            if is_internal_text(outcome.error):
+                item.log.detail("".join(traceback.format_exception(outcome.error)))
+            item.log("FAILED in %s: %s", phase, plain(outcome.error), level=logging.ERROR)
             dest = outbox.fail(item.path, cfg, meta.name, meta.rel, outcome.error, phase,
                                outcome.params.as_dict() if outcome.params else None, versions(), item.log.text())
         except Exception:  # noqa: BLE001 - e.g. disk full: the inputs stay in the work folder
@@ -208,7 +218,7 @@ class Worker:
             return False
         item.remove()  # the inputs are safe in failed/ now: nothing after this may fail the failure
         log.error("job=%s failed; inputs and error.yaml are in %s", item.label, dest)
-        self.board.job_failed(item.label, str(outcome.error), str(dest))
+        self.board.job_failed(item.label, plain(outcome.error), str(dest))
         try:
             outbox.preview_path(cfg, meta.name, meta.rel).unlink(missing_ok=True)
         except OSError as err:

@@ -23,6 +23,7 @@ import yaml
 from nstd import jobs
 from nstd.atomic import write_bytes_atomic
 from nstd.jobs import JobError, read_yaml, write_yaml
+from nstd.untrusted import short
 
 log = logging.getLogger("nstd")
 
@@ -41,7 +42,7 @@ class Meta:
     arrived: float = 0.0  # wall clock: first seen in the inbox
     claimed: float = 0.0
     attempts: int = 0  # tries that ended in a retryable failure
-    expired: str | None = None  # it waited too long for its files: why it fails
+    expired: str | None = None  # why it fails without running: it waited too long, or can never run
     archive_to: str | None = None  # decided at publish: where the originals go ("" = deleted)
 
     @classmethod
@@ -62,6 +63,13 @@ class JobLog:
     def __call__(self, message: str, *args: Any, level: int = logging.INFO) -> None:
         text = message % args if args else message
         log.log(level, "job=%s %s", self.name, text)
+        self._append(text)
+
+    def detail(self, text: str) -> None:
+        """For the developer: into the job's log file only, not the daemon's log."""
+        self._append(f"details: {text.rstrip()}")
+
+    def _append(self, text: str) -> None:
         with open(self.path, "a") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
 
@@ -132,6 +140,9 @@ class WorkItem:
         into place before the first input moves, so no daemon ever sees a claim in
         progress without its lease.
         """
+        if jobs.kind(c.primary) == "missing":
+            return None  # another daemon was faster
+        _check_parts(c)
         job_id = _job_id(c.name)
         staging, work = work_root / f".{job_id}", work_root / job_id
         (staging / "input").mkdir(parents=True)
@@ -153,14 +164,15 @@ class WorkItem:
                                f"(chmod g+w), or copy the job in again. The inputs stay where they are.") from None
         if c.form != "folder":
             for p in c.files:
-                if p != c.primary:
-                    try:
-                        if p in c.shared:
-                            _copy_shared(p, inp / p.name)
-                        else:
-                            os.rename(p, inp / p.name)
-                    except FileNotFoundError:
-                        pass  # reported when the job is read
+                if p == c.primary or jobs.kind(p) not in ("file", "link"):
+                    continue  # a part that became a folder meanwhile stays: the job fails naming it
+                try:
+                    if p in c.shared:
+                        _copy_shared(p, inp / p.name)
+                    else:
+                        os.rename(p, inp / p.name)
+                except FileNotFoundError:
+                    pass  # reported when the job is read
         return cls(work, meta)
 
     @classmethod
@@ -174,6 +186,20 @@ class WorkItem:
             return None
         write_yaml(new / "lease.yaml", _lease())
         return cls(new, meta)
+
+
+def _check_parts(c: jobs.Candidate) -> None:
+    """Only the job's own entries move: direct children of its folder, and only a folder job's
+    first part is a folder (never the inbox or the job's own folder)."""
+    home = c.primary.parent
+    for p in [c.primary] if c.form == "folder" else c.files:  # a folder job's files move inside their folder
+        if p.parent != home or p.name in ("", ".", ".."):
+            raise ClaimRefused(f"{c.name}: {short(str(p.name))} is not an entry of the job's folder; nothing was "
+                               "taken.")
+    want = "dir" if c.form == "folder" else "file"
+    if jobs.kind(c.primary) != want:
+        what = "a folder" if want == "dir" else "a regular file"
+        raise ClaimRefused(f"{c.primary.name}: is not {what} any more; nothing was taken. Copy the job in again.")
 
 
 def lease_is_stale(lease: dict[str, Any], timeout: float, work: Path | None = None,

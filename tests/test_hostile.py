@@ -117,7 +117,26 @@ def plant_jobs(inbox: Path, outside: Path, sparse_bytes: int) -> dict[str, list[
     make_image(inbox / "longest-photo.png", seed=1)
     make_image(inbox / "longest-art.png", seed=2)
     (inbox / f"{LONGEST}.yaml").write_text("content: longest-photo.png\nstyle: longest-art.png\n")
+    # YAML values that once stopped the scanner or moved the whole inbox, and a folder as a part
+    make_image(inbox / "odd-art.png", seed=2)
+    make_image(inbox / "odd-photo.png", seed=1)
+    make_image(inbox / "keep" / "photo.png", seed=4)  # someone else's folder: no job, never moved
+    for name, text in ODD_YAMLS.items():
+        (inbox / f"{name}.yaml").write_text(text)
+    make_image(inbox / "thin.content.png", (3000, 3), seed=1)
+    make_image(inbox / "thin.style.png", seed=2)
     return {"secret_sha": [sha(secret_png)]}
+
+
+#: Job YAMLs whose values are no file names; each fails alone, and says why.
+ODD_YAMLS = {
+    "nul": 'content: "c.png\\0"\nstyle: odd-art.png\n',
+    "nulstyle": 'content: odd-photo.png\nstyle: [odd-art.png, "x\\0.png"]\n',
+    "dot": "content: .\nstyle: odd-art.png\n",
+    "blank": 'content: ""\nstyle: odd-art.png\n',
+    "subdir": "content: keep\nstyle: odd-art.png\n",
+    "deep": "content: " + "/".join(["a"] * 3000) + "/c.png\nstyle: odd-art.png\n",
+}
 
 
 def daemon_writes(root: Path) -> list[Path]:
@@ -149,7 +168,8 @@ def hostile(request, tmp_path_factory, thin_mat):
         started = time.monotonic()
         with Daemon(cfg) as d:
             d.wait_log("ready:")
-            failed_names = ["lfolder", "yfolder", "lyaml", "bomb", "huge", "pixels", "empty", "nan"]
+            failed_names = ["lfolder", "yfolder", "lyaml", "bomb", "huge", "pixels", "empty", "nan", "thin",
+                            *ODD_YAMLS]
             try:
                 wait_until(lambda: all((root / "failed" / n / "error.yaml").is_file() for n in failed_names), 120)
             except AssertionError:
@@ -232,6 +252,36 @@ def test_certain_image_problems_fail_at_once_not_after_the_incomplete_timeout(ho
     assert "900,000,000 pixels is over the limit" in error_of(root, "pixels")["message"]
     assert "empty" in error_of(root, "empty")["message"]
     assert hostile["elapsed"] < 300  # incomplete_timeout is 600 s
+
+
+def test_odd_yaml_values_fail_their_job_alone_and_the_inbox_stays(hostile):
+    root = hostile["root"]
+    expected = {
+        "nul": "'content: 'c.png\\x00'' contains a NUL byte",
+        "nulstyle": "'style: 'x\\x00.png'' contains a NUL byte",
+        "dot": "'content' must be a file name, got '.'",
+        "blank": "'content' must be a file name, got ''",
+        "subdir": "'content: keep' is a folder, not an image",
+        "deep": "is 6,005 bytes long, and a file name holds at most 255",
+    }
+    for name, message in expected.items():
+        err = error_of(root, name)
+        assert message in err["message"], (name, err["message"])
+        assert f"{name}.yaml" in err["inputs"] and "inbox" not in err["inputs"] and "keep" not in err["inputs"]
+    # the inbox, someone else's folder in it, and the shared style are where they were
+    inbox = root / "inbox"
+    assert (inbox / "keep" / "photo.png").is_file()
+    assert not list((root / "failed").rglob("inbox")) and not list((root / "failed").rglob("keep"))
+    assert "keep/photo.png: part of no job" in hostile["status"]
+    assert "is gone" not in hostile["log"] and "scanning" not in hostile["log"], "the scan failed"
+
+
+def test_an_image_too_thin_for_vgg_fails_with_the_size_that_works(hostile):
+    err = error_of(hostile["root"], "thin")
+    assert err["phase"] == "parameters", err
+    assert "thin.content.png: 3000×3 px at size 32 would be 32×1 px, too thin for VGG-19" in err["message"]
+    assert "Crop it so its long side is at most 16× its short side" in err["message"]
+    assert "Conv2D" not in err["message"] and "traceback" not in err
 
 
 def test_non_finite_parameters_are_refused_when_read_once(hostile):

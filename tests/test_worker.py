@@ -230,3 +230,18 @@ def test_a_lease_renewed_while_the_job_is_removed_leaves_no_folder_behind(tmp_pa
             leftovers.append(sorted(p.name for p in work.iterdir()))
     assert not leftovers, leftovers[:3]
     assert not list(tmp_path.glob(".*")), "the removal's own hidden name is gone too"
+
+
+def test_a_tensorflow_error_gets_a_plain_sentence_and_its_text_stays_in_the_job_log(setup):
+    import tensorflow as tf
+
+    op_text = "{{function_node __wrapped__Conv2D}} Computed output size would be negative: -1 [Op:Conv2D]"
+    w, handoff, board = worker(setup, Engine(raises=[tf.errors.InvalidArgumentError(None, None, op_text)]))
+    c = drop(setup, "tf")
+    handoff.publish([Pending(c, 0.0)], [])
+    assert w.loop(0.0)
+    err = yaml.safe_load((setup.paths.failed / "tf" / "error.yaml").read_text())
+    assert "stopped inside TensorFlow (InvalidArgumentError)" in err["message"], err["message"]
+    assert "Conv2D" not in yaml.safe_dump(err)
+    assert op_text in (setup.paths.failed / "tf" / "job.log").read_text()
+    assert "Conv2D" not in board.snapshot()["recent_failed"][-1]["error"]

@@ -20,6 +20,7 @@ import numpy as np
 from nstd.engine.backend import tf
 
 from nstd.engine import memory, precision, tiling
+from nstd.engine.plan import check_size
 from nstd.engine.losses import (Margin, NO_MARGIN, content_scale, content_term, crop, laplacian, laplacian_scale,
                                  laplacian_term, layer_stride, style_scale, tv_scale, tv_term)
 from nstd.engine.regions import Region, layer_masks, masked_gram
@@ -458,7 +459,7 @@ class Engine:
         state = resume or {}
         seed = int(state["seed"]) if "seed" in state else \
             params.seed if params.seed is not None else secrets.randbits(32)
-        width, height = fit_size(content.size[0], content.size[1], params.size)
+        width, height = check_size(content.size[0], content.size[1], params.size)
         plan = self._plan(width, height, params)
         its = [params.iterations if i == len(plan) - 1 else params.coarse_iterations or params.iterations
                for i in range(len(plan))]
