@@ -18,7 +18,7 @@ import yaml
 from nstd.errors import ConfigError, ParamError
 from nstd.params import resolve, unknown_key_error
 from nstd.images import FORMATS
-from nstd.untrusted import SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, short
+from nstd.untrusted import SCAN_BYTES, SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, short
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Limits:
     yaml_bytes: int = YAML_BYTES
     scan_entries: int = SCAN_ENTRIES  # inbox entries one scan looks at
     scan_depth: int = SCAN_DEPTH  # folders deep a scan goes
+    scan_bytes: int = SCAN_BYTES  # job YAML a scan reads anew
     memory: int | None = None  # bytes the daemon may use; None: the machine's (or cgroup's) memory
 
 
@@ -128,6 +129,7 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "limits.yaml_bytes": (True, 64, 2**24, False),
     "limits.scan_entries": (True, 100, 10**7, False),
     "limits.scan_depth": (True, 1, 64, False),
+    "limits.scan_bytes": (True, 2**16, 2**34, False),
     "limits.memory": (True, 2**26, 2**50, True),
     "watch.settle_seconds": (False, 0, 86400, False),
     "watch.rescan_seconds": (False, 1, 86400, False),

@@ -27,7 +27,7 @@ import yaml
 from nstd.atomic import write_bytes_atomic
 from nstd.errors import NstdError, ParamError
 from nstd.images import FORMATS, LoadedImage
-from nstd.untrusted import SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, UnsafeInput, is_regular, kind, load_yaml, read_regular, short
+from nstd.untrusted import SCAN_BYTES, SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, UnsafeInput, is_regular, kind, load_yaml, read_regular, short
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 YAML_EXTS = {".yaml", ".yml"}
@@ -138,10 +138,33 @@ ORPHAN_REASON = ("part of no job: name it in a job YAML, or call it NAME.content
 
 
 class ScanBudget:
-    """What one scan may still look at: junk in one folder never slows the others much."""
+    """What one scan may still look at: junk in one folder never slows the others much.
 
-    def __init__(self, entries: int = SCAN_ENTRIES, depth: int = SCAN_DEPTH) -> None:
+    ``memo``: each job YAML's names from the last scan, by its size, mtime and inode, so a
+    YAML is read again only when it changed; :attr:`fresh` is this scan's, for the next.
+    """
+
+    def __init__(self, entries: int = SCAN_ENTRIES, depth: int = SCAN_DEPTH, yaml_bytes: int = SCAN_BYTES,
+                 memo: dict[Path, tuple] | None = None) -> None:
         self.limit, self.left, self.depth = entries, entries, depth
+        self.bytes_limit, self.bytes_left = yaml_bytes, yaml_bytes
+        self.memo, self.fresh = memo or {}, {}
+
+    def yaml_refs(self, path: Path, max_bytes: int) -> list[tuple[str, str]] | None | str:
+        """:func:`_yaml_refs`, or the reason it is not read in this scan."""
+        st = os.lstat(path)
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self.memo.get(path, (None,))[0] == key:
+            self.fresh[path] = self.memo[path]
+            return self.memo[path][1]
+        cost = min(st.st_size, max_bytes + 1)
+        if cost > self.bytes_left:
+            return (f"not read yet: this scan already read {self.bytes_limit:,} bytes of job YAML "
+                    "(limits.scan_bytes); a later scan reads it")
+        self.bytes_left -= cost
+        refs = _yaml_refs(path, max_bytes)
+        self.fresh[path] = (key, refs)
+        return refs
 
     def listing(self, folder: Path, refused: list[Refused], rel: Path) -> list[Path]:
         """``folder``'s entries, sorted, at most what the budget has left (the rest is reported)."""
@@ -194,7 +217,7 @@ def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refuse
         owned: set[Path] = set()
         yaml_jobs: list[Candidate] = []
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
-            alone(y, lambda y=y: yaml_jobs.append(yaml_candidate(y, rel, max_yaml_bytes)))
+            alone(y, lambda y=y: yaml_jobs.append(yaml_candidate(y, rel, budget.yaml_refs(y, max_yaml_bytes))))
         for c in yaml_jobs:
             owned.update(c.files)
         named = [p for c in yaml_jobs for p in set(c.files[1:])]
@@ -218,13 +241,16 @@ def is_job_folder(d: Path) -> bool:
     return "job.yaml" in names or any(n.startswith("content.") for n in names)
 
 
-def yaml_candidate(y: Path, rel: Path, max_yaml_bytes: int) -> Candidate:
-    """``NAME.yaml`` and the regular files (or links) beside it that it names.
+def yaml_candidate(y: Path, rel: Path, refs: list[tuple[str, str]] | None | str) -> Candidate:
+    """``NAME.yaml`` and the regular files (or links) beside it that it names (``refs``, or
+    why they are not known yet).
 
     A name that is missing is waited for; one that is a folder or anything else is no
     part of the job, which is taken and fails saying what the name is.
     """
-    refs = _yaml_refs(y, max_yaml_bytes) or []
+    if isinstance(refs, str):
+        return Candidate(y.stem, rel, "yaml", y, [y], refs)
+    refs = refs or []
     kinds = {r: kind(y.parent / r) for _, r in refs}
     missing = sorted({r for r, k in kinds.items() if k == "missing"})
     files = [y] + [y.parent / r for r, k in kinds.items() if k in ("file", "link")]

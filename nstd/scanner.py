@@ -72,6 +72,7 @@ class Scanner:
         self._refused: dict[str, tuple] = {}  # candidate key -> its signature when its claim was refused
         self._refused_lock = threading.Lock()
         self._last_prune = -RETENTION_EVERY  # retention runs at start-up, then hourly
+        self._yaml_memo: dict[Path, tuple] = {}  # each job YAML's names, read again only when it changes
 
     def refuse(self, c: jobs.Candidate) -> None:
         """The worker could not claim ``c``: leave it alone until its files change."""
@@ -91,8 +92,10 @@ class Scanner:
         """One scan: settle, check, hand ready jobs and orphans to the worker, tell the board."""
         cfg = self.config()
         refused: list[jobs.Refused] = []
-        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused,
-                                   jobs.ScanBudget(cfg.limits.scan_entries, cfg.limits.scan_depth))
+        budget = jobs.ScanBudget(cfg.limits.scan_entries, cfg.limits.scan_depth, cfg.limits.scan_bytes,
+                                 self._yaml_memo)
+        candidates = jobs.discover(cfg.paths.inbox, cfg.limits.yaml_bytes, refused, budget)
+        self._yaml_memo = budget.fresh
         now = self.clock() if now is None else now
         self.settler.update(candidates, now)
         pending, unsettled = [], False

@@ -21,9 +21,10 @@ from nstd.errors import NstdError
 MAX_YAML_NODES = 2000
 #: Default largest job YAML (limits.yaml_bytes).
 YAML_BYTES = 65_536
-#: Default limits.scan_entries and limits.scan_depth: what one scan of the inbox looks at.
+#: Default limits.scan_entries, scan_depth and scan_bytes: what one scan of the inbox looks at.
 SCAN_ENTRIES = 20_000
 SCAN_DEPTH = 16
+SCAN_BYTES = 16 << 20  # of job YAML read anew
 
 
 class UnsafeInput(NstdError):

@@ -307,3 +307,24 @@ def test_a_scan_is_bounded_and_says_what_it_skipped(tmp_path):
     assert "limits.scan_entries" in reasons.get("junk/", ""), sorted(reasons)[:5]
     assert sum(1 for r in refused if r.path.startswith("junk/0")) < 300
     assert not found
+
+
+def test_a_scan_reads_a_bounded_amount_of_yaml_and_remembers_what_it_read(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(5):
+        (inbox / f"j{i}.yaml").write_text(f"content: c{i}.png\nstyle: s{i}.png\n" + "#" * 1000 + "\n")
+    memo: dict = {}
+    unread = []
+    for _ in range(3):
+        budget = jobs.ScanBudget(yaml_bytes=2500, memo=memo)
+        found = jobs.discover(inbox, budget=budget)
+        memo = budget.fresh
+        unread.append(sorted(c.name for c in found if "limits.scan_bytes" in (c.waiting_for or "")))
+        assert budget.bytes_left >= 0
+    assert unread == [["j2", "j3", "j4"], ["j4"], []]
+    (inbox / "j0.yaml").write_text("content: changed.png\nstyle: s0.png\n")  # changed: read again
+    budget = jobs.ScanBudget(yaml_bytes=2500, memo=memo)
+    found = {c.name: c for c in jobs.discover(inbox, budget=budget)}
+    assert found["j0"].waiting_for == "waiting for changed.png, s0.png"
+    assert budget.bytes_left == 2500 - (inbox / "j0.yaml").stat().st_size
