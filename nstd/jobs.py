@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -166,9 +167,11 @@ class ScanBudget:
         self.fresh[path] = (key, refs)
         return refs
 
-    def listing(self, folder: Path, refused: list[Refused], rel: Path) -> list[Path]:
-        """``folder``'s entries, sorted, at most what the budget has left (the rest is reported)."""
-        out: list[Path] = []
+    def listing(self, folder: Path, refused: list[Refused], rel: Path) -> dict[Path, str]:
+        """``folder``'s entries and their :func:`~nstd.untrusted.kind`, sorted by name, at most
+        what the budget has left (the rest is reported). Kinds come from the directory
+        itself where the file system says them: no ``lstat`` per entry."""
+        out: list[tuple[str, str]] = []
         try:
             with os.scandir(folder) as it:
                 for entry in it:
@@ -177,11 +180,22 @@ class ScanBudget:
                                                           f"{self.limit:,} entries at most (limits.scan_entries)"))
                         break
                     self.left -= 1
-                    out.append(Path(entry.path))
+                    if not is_litter(entry.name):
+                        out.append((entry.name, _entry_kind(entry)))
         except OSError:
-            return out
-        return sorted(out)
+            pass
+        return {folder / name: k for name, k in sorted(out)}
 
+
+def _entry_kind(entry: os.DirEntry) -> str:
+    try:
+        if entry.is_symlink():
+            return "link"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+        return "dir" if entry.is_dir(follow_symlinks=False) else "other"
+    except OSError:
+        return "missing"
 
 
 def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refused] | None = None,
@@ -203,42 +217,46 @@ def discover(inbox: Path, max_yaml_bytes: int = YAML_BYTES, refused: list[Refuse
             refused.append(Refused(str(path.relative_to(inbox)), f"cannot be read as a job ({type(exc).__name__}: "
                                                                   f"{short(str(exc))}); it is left where it is"))
 
-    def walk(folder: Path, depth: int) -> None:
+    def walk(folder: Path, depth: int, kinds: dict[Path, str]) -> None:
         rel = folder.relative_to(inbox)
-        if depth > budget.depth:
-            refused.append(Refused(f"{rel}/", f"more than {budget.depth} folders deep (limits.scan_depth): not "
-                                              "looked at; move the job higher up"))
-            return
-        entries = [p for p in budget.listing(folder, refused, rel) if not is_litter(p.name)]
-        kinds = {p: kind(p) for p in entries}
+        entries = list(kinds)
         files = [p for p in entries if kinds[p] == "file"]
         for d in (p for p in entries if kinds[p] == "dir"):
-            alone(d, lambda d=d: found.append(folder_candidate(d, rel)) if is_job_folder(d) else walk(d, depth + 1))
+            alone(d, lambda d=d: look_into(d, rel, depth + 1))
         owned: set[Path] = set()
         yaml_jobs: list[Candidate] = []
         for y in (p for p in files if p.suffix.lower() in YAML_EXTS):
             alone(y, lambda y=y: yaml_jobs.append(yaml_candidate(y, rel, budget.yaml_refs(y, max_yaml_bytes))))
         for c in yaml_jobs:
             owned.update(c.files)
-        named = [p for c in yaml_jobs for p in set(c.files[1:])]
+        named = Counter(p for c in yaml_jobs for p in set(c.files[1:]))
         for c in yaml_jobs:  # a style two jobs name goes with each of them; the last one takes it
-            c.shared = frozenset(p for p in c.files[1:] if named.count(p) > 1)
+            c.shared = frozenset(p for p in c.files[1:] if named[p] > 1)
             found.append(c)
+        styles = styles_by_name([p for p in files if p not in owned])
         for c in (p for p in files if p not in owned and ".content." in p.name.lower()):
-            alone(c, lambda c=c: found.append(pair_candidate(c, rel, [p for p in files if p not in owned])))
+            alone(c, lambda c=c: found.append(pair_candidate(c, rel, styles)))
         taken = owned | {p for c in found if c.rel == rel for p in c.files}
         for p in entries:
             if p not in taken and kinds[p] in ("link", "file"):
                 refused.append(Refused(str(rel / p.name), LINK_REASON if kinds[p] == "link" else ORPHAN_REASON))
 
+    def look_into(d: Path, rel: Path, depth: int) -> None:
+        """A job folder, or a folder to look into (within the depth budget)."""
+        if depth > budget.depth:
+            refused.append(Refused(f"{rel / d.name}/", f"more than {budget.depth} folders deep (limits.scan_depth): "
+                                                       "not looked at; move the job higher up"))
+            return
+        kinds = budget.listing(d, refused, rel / d.name)
+        names = {p.name.lower() for p, k in kinds.items() if k == "file"}  # a folder of links alone is no job
+        if "job.yaml" in names or any(n.startswith("content.") for n in names):
+            found.append(folder_candidate(d, rel, kinds))
+        else:
+            walk(d, depth, kinds)
+
     if kind(inbox) == "dir":
-        walk(inbox, 0)
+        walk(inbox, 0, budget.listing(inbox, refused, Path(".")))
     return found
-
-
-def is_job_folder(d: Path) -> bool:
-    names = {p.name.lower() for p in images_in(d)}  # a folder of links alone is no job
-    return "job.yaml" in names or any(n.startswith("content.") for n in names)
 
 
 def yaml_candidate(y: Path, rel: Path, refs: list[tuple[str, str]] | None | str) -> Candidate:
@@ -264,20 +282,33 @@ def yaml_candidate(y: Path, rel: Path, refs: list[tuple[str, str]] | None | str)
                      f"waiting for {', '.join(missing)}" if missing and not broken else None, broken=broken)
 
 
-def pair_candidate(c: Path, rel: Path, free: list[Path]) -> Candidate:
+def styles_by_name(free: list[Path]) -> dict[str, list[Path]]:
+    """Images named ``NAME.style*.EXT``, by lower-case ``NAME`` (every ``.style`` in a name counts)."""
+    out: dict[str, list[Path]] = {}
+    for p in free:
+        low = p.name.lower()
+        if p.suffix.lower() not in IMAGE_EXTS:
+            continue
+        at = low.find(".style")
+        while at >= 0:
+            out.setdefault(low[:at], []).append(p)
+            at = low.find(".style", at + 1)
+    return out
+
+
+def pair_candidate(c: Path, rel: Path, styles: dict[str, list[Path]]) -> Candidate:
     """``NAME.content.EXT`` and the ``NAME.style*.EXT`` images beside it."""
     name = c.name[: c.name.lower().rindex(".content.")]
-    styles = [p for p in free if p.name.lower().startswith(name.lower() + ".style") and p.suffix.lower() in IMAGE_EXTS]
-    return Candidate(name, rel, "pair", c, [c] + styles,
-                     None if styles else f"waiting for {name}.style.* beside {c.name}")
+    mine = styles.get(name.lower(), [])
+    return Candidate(name, rel, "pair", c, [c] + mine,
+                     None if mine else f"waiting for {name}.style.* beside {c.name}")
 
 
-def folder_candidate(d: Path, rel: Path) -> Candidate:
-    files = images_in(d)
-    try:  # a link counts as present: it moves with the folder and the job fails saying so
-        names = [p.name.lower() for p in d.iterdir() if kind(p) in ("file", "link") and not is_litter(p.name)]
-    except OSError:
-        names = [p.name.lower() for p in files]
+def folder_candidate(d: Path, rel: Path, kinds: dict[Path, str]) -> Candidate:
+    """A job folder, from its listing: its regular files are its parts (a link counts as
+    present: it moves with the folder and the job fails saying so)."""
+    files = [p for p, k in kinds.items() if k == "file"]
+    names = [p.name.lower() for p, k in kinds.items() if k in ("file", "link")]
     waiting = None
     if "job.yaml" not in names:
         if not any(n.startswith("content.") for n in names):
