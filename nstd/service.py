@@ -31,7 +31,7 @@ from nstd.logs import JournalFormatter, on_journal
 from nstd.notify import Notifier
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
-from nstd.prometheus import Metrics
+from nstd.web_metrics import Metrics
 from nstd.web import WebServer, ready_check
 from nstd.worker import Worker
 

@@ -39,7 +39,7 @@ from nstd import jobs, outbox
 from nstd.config import Config
 from nstd.engine import memory
 from nstd.errors import NstdError
-from nstd.prometheus import Metrics
+from nstd.web_metrics import CONTENT_TYPE, Metrics, Scrape
 from nstd.status import StatusBoard, read_all
 from nstd.submit import MAX_STYLES, submit
 from nstd.untrusted import UnsafeInput, read_regular
@@ -58,6 +58,7 @@ class WebServer:
     def __init__(self, config: Callable[[], Config], board: StatusBoard, metrics: Metrics,
                  alive: Callable[[], bool], ready: Callable[[], bool]) -> None:
         self.config, self.board, self.metrics, self.alive, self.ready = config, board, metrics, alive, ready
+        metrics.read_scrape_from(self.scrape)
         self.csrf = secrets.token_urlsafe(32)
         self.httpd: ThreadingHTTPServer | None = None
 
@@ -118,11 +119,15 @@ class WebServer:
                         "retry": bool(error.get("inputs"))})
         return out
 
-    def metrics_text(self) -> str:
+    def scrape(self) -> Scrape:
+        """The queue and the memory as /metrics shows them, read at each scrape."""
         snap = self.board.snapshot()
         arrived = [q.get("arrived") for q in snap["queue"] if q.get("arrived")]
         oldest = time.time() - min(arrived) if arrived else None
-        return self.metrics.render(snap["queue_length"], oldest, memory.rss())
+        return Scrape(snap["queue_length"], oldest, memory.rss())
+
+    def metrics_text(self) -> str:
+        return self.metrics.render()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -199,7 +204,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/api/state":
             return self.send_json(200, self.web.state())
         if url.path == "/metrics":
-            return self.send(200, self.web.metrics_text().encode(), "text/plain; version=0.0.4")
+            return self.send(200, self.web.metrics_text().encode(), CONTENT_TYPE)
         if url.path.startswith("/files/"):
             return self.file(url.path)
         self.refuse(404, "no such page")

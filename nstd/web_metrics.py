@@ -1,17 +1,34 @@
-"""The daemon's counters and gauges, in Prometheus's text format (``/metrics``).
+"""The daemon's counters and gauges for ``/metrics``, exposed by ``prometheus-client``.
 
-A handful of series, written by hand: the exposition format is a few lines of text, and
-the daemon needs no registry, no collectors and no extra dependency for that.
+Each daemon has its own :class:`~prometheus_client.CollectorRegistry` (never the global
+one), so tests and several daemons in one process never share or collide on a series.
+:class:`Metrics` is that registry's one collector: the worker records into it under a lock,
+and each scrape turns what was recorded, plus the queue and memory read at that moment, into
+metric families. The library writes the text format, its escaping included.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator, NamedTuple
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 #: Job duration buckets, seconds: a 64 px test job to a multi-hour print.
 BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
+#: The Content-Type of :meth:`Metrics.render`'s text.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class Scrape(NamedTuple):
+    """What is read anew at each scrape, from outside the worker."""
+
+    queue_depth: int = 0
+    oldest_age: float | None = None  # seconds; None: no job waiting
+    rss: int = 0  # bytes
 
 
 class Metrics:
@@ -23,8 +40,11 @@ class Metrics:
         self.failed_claims = 0
         self.seconds_per_iteration: float | None = None
         self.last_success: float | None = None
-        self.durations = [0] * len(BUCKETS)
+        self.durations = [0] * len(BUCKETS)  # cumulative: each counts the jobs at or under its bound
         self.duration_sum, self.duration_count = 0.0, 0
+        self.scrape: Callable[[], Scrape] = Scrape
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
 
     def job_ended(self, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -45,32 +65,39 @@ class Metrics:
         with self._lock:
             self.seconds_per_iteration = seconds
 
-    def render(self, queue_depth: int, oldest_age: float | None, rss: int) -> str:
-        """The text exposition format, version 0.0.4."""
+    def read_scrape_from(self, scrape: Callable[[], Scrape]) -> None:
+        """Where each scrape reads the queue and the memory (the web server, which sees both)."""
+        self.scrape = scrape
+
+    def collect(self) -> Iterator[Metric]:
+        """The registry's view: one family per series, as the text format names them."""
+        now = self.scrape()
         with self._lock:
-            jobs = [(f'{{outcome="{o}"}}', self.outcomes.get(o, 0)) for o in sorted(set(self.outcomes) | {"done",
-                                                                                                          "failed"})]
-            buckets = [(f'_bucket{{le="{b}"}}', n) for b, n in zip(BUCKETS, self.durations)]
-            buckets += [('_bucket{le="+Inf"}', self.duration_count), ("_sum", round(self.duration_sum, 3)),
-                        ("_count", self.duration_count)]
+            jobs = CounterMetricFamily("nstd_jobs", "Jobs ended, by outcome.", labels=["outcome"])
+            for outcome in sorted(set(self.outcomes) | {"done", "failed"}):
+                jobs.add_metric([outcome], self.outcomes.get(outcome, 0))
+            buckets = [(str(b), n) for b, n in zip(BUCKETS, self.durations)] + [("+Inf", self.duration_count)]
             families = [
-                ("nstd_jobs_total", "counter", "Jobs ended, by outcome.", jobs),
-                ("nstd_queue_depth", "gauge", "Jobs ready in the inbox, not yet claimed.", [("", queue_depth)]),
-                ("nstd_queue_oldest_age_seconds", "gauge", "Age of the oldest ready job (0: none).",
-                 [("", round(oldest_age or 0, 3))]),
-                ("nstd_seconds_per_iteration", "gauge", "Duration of the latest optimiser iteration.",
-                 [("", round(self.seconds_per_iteration or 0, 6))]),
-                ("nstd_job_duration_seconds", "histogram", "Wall time of published jobs.", buckets),
-                ("nstd_last_success_timestamp_seconds", "gauge", "When a job last published (0: never).",
-                 [("", round(self.last_success or 0, 3))]),
-                ("nstd_failed_claims_total", "counter", "Jobs that could not be claimed.", [("", self.failed_claims)]),
-                ("nstd_resident_memory_bytes", "gauge", "Resident memory of the daemon.", [("", rss)]),
+                jobs,
+                GaugeMetricFamily("nstd_queue_depth", "Jobs ready in the inbox, not yet claimed.",
+                                  value=now.queue_depth),
+                GaugeMetricFamily("nstd_queue_oldest_age_seconds", "Age of the oldest ready job (0: none).",
+                                  value=round(now.oldest_age or 0, 3)),
+                GaugeMetricFamily("nstd_seconds_per_iteration", "Duration of the latest optimiser iteration.",
+                                  value=round(self.seconds_per_iteration or 0, 6)),
+                HistogramMetricFamily("nstd_job_duration_seconds", "Wall time of published jobs.", buckets=buckets,
+                                      sum_value=round(self.duration_sum, 3)),
+                GaugeMetricFamily("nstd_last_success_timestamp_seconds", "When a job last published (0: never).",
+                                  value=round(self.last_success or 0, 3)),
+                CounterMetricFamily("nstd_failed_claims", "Jobs that could not be claimed.",
+                                    value=self.failed_claims),
+                GaugeMetricFamily("nstd_resident_memory_bytes", "Resident memory of the daemon.", value=now.rss),
             ]
-        lines = []
-        for name, kind, help_text, samples in families:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            lines += [f"{name}{suffix} {value}" for suffix, value in samples]
-        return "\n".join(lines) + "\n"
+        yield from families
+
+    def render(self) -> str:
+        """The text exposition format, version 0.0.4 (:data:`CONTENT_TYPE`)."""
+        return generate_latest(self.registry).decode()
 
 
 def iteration_timer(metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> Callable[[int], None]:

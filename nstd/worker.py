@@ -18,7 +18,7 @@ from nstd import jobs, outbox, runner
 from nstd.config import Config
 from nstd.errors import is_internal_text, plain
 from nstd.fleet import LocalQueue
-from nstd.prometheus import Metrics, iteration_timer
+from nstd.web_metrics import Metrics, iteration_timer
 from nstd.runner import Hooks, Outcome, RetryPolicy
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
