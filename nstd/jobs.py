@@ -490,7 +490,7 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
         content = inside(folder, content_ref, "content", source)
         styles = parse_styles(style_ref, folder, source) if style_ref is not None or not regions else []
     if output is not None:
-        if not isinstance(output, str) or "/" in output or "\\" in output or output.startswith("."):
+        if name_problem(output) is not None or output.startswith("."):
             raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {short(output)}.")
         if Path(output).suffix.lower() not in FORMATS:
             raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "

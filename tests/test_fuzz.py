@@ -197,6 +197,8 @@ def run_inbox(base: Path, weights: Path, entries: list[tuple[bytes, bytes]]) -> 
 @example(entries=[(b"deep.yaml", ("content: " + "/".join(["a"] * 3000) + "/c.png\nstyle: art.png\n").encode()),
                   (b"art.png", png())])
 @example(entries=[(b"sur.yaml", b'content: "\\uDCFF.png"\nstyle: {path: .}\n')])
+@example(entries=[(b"out.yaml", b'content: photo.png\nstyle: art.png\noutput: "a\\0.png"\n'), (b"photo.png", png()),
+                  (b"art.png", png())])
 def test_no_inbox_content_stops_the_scan_or_moves_another_jobs_files(thin_mat, entries):
     with tempfile.TemporaryDirectory(prefix="nstd-fuzz-") as base:
         run_inbox(Path(base), thin_mat, entries)
@@ -266,6 +268,17 @@ def test_a_nul_byte_in_a_style_list_fails_that_job_alone(inbox_run):
     assert "'style: 'x\\x00.png'' contains a NUL byte" in err["message"], err["message"]
     assert sorted(err["inputs"]) == ["art.png", "odd.yaml", "photo.png"]
     assert (cfg.paths.outbox / "good.png").is_file()
+
+
+@pytest.mark.parametrize("output", ['"a\\0.png"', "sub/a.png", ".hidden.png", "[a.png]"])
+def test_an_odd_output_name_fails_when_read_not_when_published(inbox_run, output):
+    cfg, run = inbox_run
+    make_image(cfg.paths.inbox / "photo.png", seed=1)
+    make_image(cfg.paths.inbox / "art.png", seed=2)
+    (cfg.paths.inbox / "odd.yaml").write_text(f"content: photo.png\nstyle: art.png\noutput: {output}\n")
+    run()
+    err = yaml.safe_load((cfg.paths.failed / "odd" / "error.yaml").read_text())
+    assert err["phase"] == "job" and "'output' must be a plain file name" in err["message"], err
 
 
 def test_a_part_that_is_a_folder_is_never_claimed(tmp_path):
