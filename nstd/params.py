@@ -59,6 +59,11 @@ class Params:
     preserve_colors: str | None = None  # luminance | histogram
     preview_every: int = 0
     preset: str = "default"
+    # video clips (nstd/video): ignored for still pictures
+    temporal_weight: float = 1.0  # how firmly each frame is held to the previous one, warped by the flow
+    frame_iterations: int = 30  # iterations of each frame after the first, which starts from the previous
+    start: float = 0.0  # seconds into the clip where the part to stylize begins
+    duration: float | None = None  # seconds of it (None: to the end)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly form (layers as {name: weight})."""
@@ -225,6 +230,10 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "preserve_colors": _colours,
     "preview_every": _number(0, integer=True),
     "preset": _choice(*PRESETS),
+    "temporal_weight": _number(0, 1e6),
+    "frame_iterations": _number(1, 1_000_000, integer=True),
+    "start": _number(0, 1e7),
+    "duration": _number(0.001, 1e7, none_ok=True),
 }
 
 
