@@ -42,6 +42,8 @@ class Limits:
     scan_depth: int = SCAN_DEPTH  # folders deep a scan goes
     scan_bytes: int = SCAN_BYTES  # job YAML a scan reads anew
     memory: int | None = None  # bytes the daemon may use; None: the machine's (or cgroup's) memory
+    video_seconds: float = 600.0  # seconds of a clip one job may stylize
+    frames: int = 15_000  # frames of a clip one job may stylize
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ NUMBERS: dict[str, tuple[bool, float, float, bool]] = {
     "limits.scan_depth": (True, 1, 64, False),
     "limits.scan_bytes": (True, 2**16, 2**34, False),
     "limits.memory": (True, 2**26, 2**50, True),
+    "limits.video_seconds": (False, 0.01, 10**7, False),
+    "limits.frames": (True, 1, 10**8, False),
     "watch.settle_seconds": (False, 0, 86400, False),
     "watch.rescan_seconds": (False, 1, 86400, False),
     "watch.poll_interval": (False, 0.1, 3600, False),
