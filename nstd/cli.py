@@ -30,7 +30,8 @@ class ProgressLine:
             return
         self.last = now
         tile = f"  tile {p.tile}/{p.tiles}" if p.tiles else ""
-        line = (f"scale {p.scale}/{p.scales}{tile}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
+        frame = f"frame {p.frame}/{p.frames}  " if hasattr(p, "frame") else ""  # a clip
+        line = (f"{frame}scale {p.scale}/{p.scales}{tile}  iteration {p.iteration}/{p.iterations}  loss {p.loss:.4g} "
                 f"(content {p.content:.3g}, style {p.style:.3g}, tv {p.tv:.3g})  {p.elapsed:.1f}s  {p.eta_text}")
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if final else ""))
@@ -52,6 +53,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from nstd.params import parse_set, resolve
     from nstd.report import job_report, write_report
 
+    from nstd.video.clip import is_clip_path
+
+    if is_clip_path(Path(args.content)):  # a video clip (or a folder of frames): frame by frame
+        from nstd.video.cli import cmd_stylize_clip
+
+        return cmd_stylize_clip(args)
     out = Path(args.output)
     if out.suffix.lower() not in FORMATS:
         raise ParamError(f"-o {out}: extension {out.suffix or '(none)'} is not supported; use one of "
@@ -275,9 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("stylize", help="stylize one image now")
-    s.add_argument("content")
+    s.add_argument("content", help="a picture, or a clip: a video file, an animated GIF/WebP or a folder of "
+                                   "numbered frames (docs/video.md)")
     s.add_argument("styles", nargs="*", metavar="STYLE")
-    s.add_argument("-o", "--output", required=True, help="output image (.png .jpg .webp .tiff)")
+    s.add_argument("-o", "--output", required=True, help="output image (.png .jpg .webp .tiff); for a clip .mp4 (H.264, "
+                                                    "sound kept), .mov .mkv .webm .gif .webp, or .png for a folder "
+                                                    "of frames")
     s.add_argument("--region", action="append", metavar="MASK=STYLE",
                    help="spatial control: the mask's white part gets STYLE (comma-separate several; MASK= keeps "
                         "the content there); repeatable")

@@ -32,6 +32,12 @@ from nstd.untrusted import SCAN_BYTES, SCAN_DEPTH, SCAN_ENTRIES, YAML_BYTES, Uns
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 YAML_EXTS = {".yaml", ".yml"}
+#: A clip's content (nstd/video): a job whose content has one of these runs frame by frame, as
+#: does an animated GIF or WebP; its output may also be one of VIDEO_OUTPUT_EXTS.
+VIDEO_EXTS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".ogv",
+              ".3gp", ".flv", ".wmv"}
+VIDEO_OUTPUT_EXTS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".gif", ".webp", ".png", ".jpg", ".jpeg", ".tif",
+                     ".tiff", ".bmp"}
 #: Partial downloads and sync/NAS/OS litter: never a job (or part of one).
 LITTER_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".!sync", ".!qB", ".swp")
 LITTER_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "@eadir", "#recycle", "$recycle.bin", ".stfolder",
@@ -492,9 +498,14 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
     if output is not None:
         if name_problem(output) is not None or output.startswith("."):
             raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {short(output)}.")
-        if Path(output).suffix.lower() not in FORMATS:
+        if Path(output).suffix.lower() not in FORMATS | VIDEO_OUTPUT_EXTS:
             raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "
-                           f"{', '.join(sorted(FORMATS))}.")
+                           f"{', '.join(sorted(FORMATS))} (a picture; for a clip also "
+                           f"{', '.join(sorted(VIDEO_OUTPUT_EXTS - set(FORMATS)))}).")
+        if Path(output).suffix.lower() not in FORMATS and \
+                content.suffix.lower() not in VIDEO_EXTS | {".gif", ".webp"}:
+            raise JobError(f"{source}: 'output: {output}' is for a clip, but the content {content.name} is a "
+                           "picture; name a picture output (.png, .jpg, .webp, .tif).")
     return JobSpec(name, content, styles, data, output, files, regions)
 
 

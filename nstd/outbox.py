@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from nstd.atomic import free_name, move_path, write_bytes_atomic, write_new
+from nstd.atomic import _fsync_regular, free_name, move_path, write_bytes_atomic, write_new
 from nstd.config import Config
 from nstd.errors import is_internal_text, plain
 from nstd.jobs import read_yaml, write_yaml
@@ -70,18 +70,26 @@ def preview_path(config: Config, name: str, rel: str) -> Path:
     return config.paths.outbox / rel / f"{output_stem(name)}.preview.{config.output.format}"
 
 
-def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes, ext: str,
+def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes | Path, ext: str,
             report: dict[str, Any], log_text: str) -> dict[str, str]:
-    """Write the result trio to the outbox once; a resumed finish reuses what was written."""
+    """Write the result trio to the outbox once; a resumed finish reuses what was written.
+
+    ``image_bytes`` may be a finished file or folder instead (a clip: its video, or its
+    frames with ``ext`` ""), copied in under a temporary name and renamed."""
     marker = work / "published.yaml"
     done = read_yaml(marker)
     folder = config.paths.outbox / rel
     if "image" not in done:
-        image = write_new(folder / f"{output_stem(name)}{ext}", lambda fh: fh.write(image_bytes))
-        apply_output_mode(image, config)
+        if isinstance(image_bytes, Path):
+            image = publish_path(image_bytes, folder / f"{output_stem(name)}{ext}", config)
+        else:
+            image = write_new(folder / f"{output_stem(name)}{ext}", lambda fh: fh.write(image_bytes))
+        if not image.is_dir():  # a folder of frames: its files were given the mode
+            apply_output_mode(image, config)
         done["image"] = str(image)
         write_yaml(marker, done)
-    stem = Path(done["image"]).name[: -len(ext)]
+    shown = Path(done["image"]).name
+    stem = shown[: len(shown) - len(ext)]
     report["output"] = done["image"]
     for key, suffix, data in (("report", ".report.yaml", lambda: dump(report)),
                               ("log", ".log", lambda: log_text.encode())):
@@ -91,6 +99,25 @@ def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes,
             done[key] = str(path)
             write_yaml(marker, done)
     return done
+
+
+def publish_path(src: Path, dest: Path, config: Config) -> Path:
+    """A finished file or folder copied to ``dest`` (``dest-1`` … when taken), appearing at once."""
+    if not src.is_dir():
+        def copy(fh: Any) -> None:
+            with open(src, "rb") as source:
+                shutil.copyfileobj(source, fh, 1 << 20)
+
+        return write_new(dest, copy)
+    from nstd.video.encode import place_new
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".nstd.{secrets.token_hex(6)}.tmp"
+    shutil.copytree(src, tmp)
+    for f in tmp.iterdir():
+        _fsync_regular(f)
+        apply_output_mode(f, config)
+    return place_new(tmp, dest)
 
 
 def archive_target(config: Config, name: str, rel: str) -> Path | None:

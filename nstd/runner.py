@@ -104,6 +104,10 @@ def run_job(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: Hooks
             return Outcome(DONE, image=finish(item, cfg))
         if not outbox.has_inputs(item.path):  # an earlier try moved them to failed/
             return Outcome(GONE)
+        from nstd.video.daemon import is_clip_job, run_clip
+
+        if is_clip_job(item, cfg):  # a video clip as content: frame by frame (nstd/video)
+            return run_clip(item, engine, weights, cfg, hooks)
         try:
             inputs = read_inputs(item, cfg)
         except NstdError as exc:

@@ -197,6 +197,17 @@ class Scanner:
 def decode_problem(c: jobs.Candidate, cfg: Config) -> str | None:
     """Why a settled job's image cannot be taken yet (truncated: maybe still copying), else None."""
     for f in c.files:
+        if f.suffix.lower() in jobs.VIDEO_EXTS:  # a clip: its header and first frame (nstd/video)
+            from nstd.video.clip import Clip, ClipLimits
+
+            try:
+                Clip(f, ClipLimits.of(cfg.limits)).close()
+            except ImageError as exc:
+                if exc.arriving:
+                    return f"{f.name} does not decode yet ({exc})"
+            except Exception:  # noqa: BLE001 - the worker fails it with the reason
+                pass
+            continue
         if f.suffix.lower() in jobs.IMAGE_EXTS:
             try:
                 jobs.load_inbox_image(f, cfg.limits)

@@ -28,10 +28,8 @@ import numpy as np
 
 from nstd.errors import ImageError
 from nstd.images import LoadedImage, resize
+from nstd.jobs import VIDEO_EXTS  # the extensions of a clip: jobs.py decides what content is
 
-#: Containers by extension; a folder of numbered frames is a clip too.
-VIDEO_EXTS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".ogv",
-              ".3gp", ".flv", ".wmv"}
 #: Extensions that are a clip only when the file holds more than one frame.
 ANIMATED_EXTS = {".gif", ".webp"}
 FRAME_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
@@ -109,9 +107,25 @@ class ClipInfo:
                 "audio": self.audio}
 
 
+def is_animated(path: Path) -> bool:
+    """A GIF or WebP with more than one frame (read from its header, never through a link)."""
+    from PIL import Image
+
+    try:
+        with open_regular(path, None) as fh, Image.open(fh) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except Exception:  # noqa: BLE001 - unreadable: the still path says why
+        return False
+
+
 def is_clip_path(path: Path) -> bool:
-    """Whether a job's content is to be read as a clip: a video extension, or a folder."""
-    return path.suffix.lower() in VIDEO_EXTS or path.is_dir()
+    """Whether content is to be read as a clip: a video extension, an animated GIF or WebP,
+    or a folder (of numbered frames)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    if path.is_dir() and not path.is_symlink():
+        return True
+    return ext in VIDEO_EXTS or (ext in ANIMATED_EXTS and is_animated(path))
 
 
 def sniff(head: bytes) -> str | None:
@@ -210,7 +224,12 @@ class Clip:
         self.limits = limits or ClipLimits()
         self._fh: BinaryIO | None = None
         self._container: Any = None
-        self.info = self._probe()
+        self._image: Any = None
+        try:
+            self.info = self._probe()
+        except BaseException:
+            self.close()
+            raise
 
     # --- header --------------------------------------------------------------------------
 
@@ -238,7 +257,7 @@ class Clip:
         return info
 
     def _probe_av(self, family: str | None) -> ClipInfo:
-        import av
+        av = require("av")
 
         p = self.path
         try:
@@ -474,8 +493,9 @@ class Clip:
         if self._container is not None:
             self._container.close()
             self._container = None
-        if getattr(self, "_image", None) is not None:
+        if self._image is not None:
             self._image.close()
+            self._image = None
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -490,6 +510,17 @@ class Clip:
 def open_clip(path: Path | str, limits: ClipLimits | None = None) -> Clip:
     """:class:`Clip` for ``path`` (a file or a folder of frames); errors name the file."""
     return Clip(path, limits)
+
+
+def require(module: str) -> Any:
+    """PyAV or OpenCV, or an error that says how to install them."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise VideoError(f"video clips need {'PyAV' if module == 'av' else 'OpenCV'}, which is not installed: "
+                         "pip install 'nstd[video]'.") from None
 
 
 def _why(exc: BaseException) -> str:

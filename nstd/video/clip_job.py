@@ -113,7 +113,7 @@ class ClipResult:
         return {"clip": {**self.info.as_dict(), "used": self.used,
                          "seconds_first_frame": self.frames[0]["seconds"] if self.frames else None,
                          "seconds_per_later_frame": round(float(np.mean(later)), 3) if later else None,
-                         "frames": per_frame}}
+                         "per_frame": per_frame}}
 
 
 def sha256_file(path: Path) -> str:

@@ -106,7 +106,8 @@ class ClipWriter:
         self.tmp = self.dest.parent / f".nstd.{secrets.token_hex(6)}.tmp"
         self.count, self._frames = 0, []
         self._audio_in = self._audio_packets = self._pending_audio = None
-        if self.kind == "frames":
+        if self.kind == "frames":  # out.png: the folder out/ of out/frame_000001.png …
+            self.dest = self.dest.with_suffix("")
             self.tmp.mkdir()
             self._frame_format, self._frame_ext = FRAME_FORMATS[ext], ext
         elif self.kind == "container":
