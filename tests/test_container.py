@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import make_image
 from tests.daemon_harness import REPO, wait_until
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def container_tool() -> str:

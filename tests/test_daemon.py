@@ -19,7 +19,7 @@ from PIL import Image
 from tests.conftest import make_image
 from tests.daemon_harness import Daemon, archived, outputs, wait_until, write_config
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
 @pytest.fixture

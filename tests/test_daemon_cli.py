@@ -14,6 +14,8 @@ import yaml
 from tests.conftest import REPO, make_image
 from tests.daemon_harness import Daemon, archived, wait_until, write_config
 
+pytestmark = pytest.mark.e2e
+
 
 def nstd(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nstd", *args], capture_output=True, text=True, cwd=REPO)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from nstd.images import load_image
+
+pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -27,7 +27,7 @@ from tests.conftest import make_image
 from tests.daemon_harness import Daemon, free_port, outputs, show_logs, wait_until, write_config
 from tests.test_daemon import LONG, drop_yaml_job, work_checkpoint
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[fleet]')")
 from nstd.fleet import RedisQueue  # noqa: E402  (needs redis-py)
 

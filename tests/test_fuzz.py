@@ -36,6 +36,8 @@ from tests.conftest import make_image
 from tests.daemon_harness import write_config
 from tests.test_worker import Clock, Engine, Weights
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = int(os.environ.get("NSTD_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -186,6 +188,7 @@ def run_inbox(base: Path, weights: Path, entries: list[tuple[bytes, bytes]]) -> 
             assert waiting.get(stem) or waiting.get(text), f"{name!r} waits with no reason: {waiting}"
 
 
+@pytest.mark.slow  # a minute of generated inboxes on two cores
 @FUZZ
 @given(entries=inbox_entries())
 @example(entries=[(b"nul.yaml", b'content: "c.png\\0"\nstyle: art.png\n'), (b"art.png", png())])

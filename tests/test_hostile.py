@@ -27,7 +27,7 @@ import yaml
 from tests.conftest import make_image
 from tests.daemon_harness import Daemon, archived, wait_until, write_config
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SECRET_TEXT = "password-hash: $6$only-root-may-read-this$"
 LONG = "L" * 232

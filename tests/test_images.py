@@ -13,6 +13,8 @@ from nstd.errors import ImageError
 from nstd.images import load_image, luminance_transfer, save_image
 from tests.conftest import make_image
 
+pytestmark = pytest.mark.unit
+
 
 def test_exif_orientation_is_applied(tmp_path):
     im = Image.new("RGB", (40, 20), (255, 0, 0))

@@ -7,6 +7,8 @@ import pytest
 from nstd.errors import ParamError
 from nstd.params import SOLVERS, parse_set, resolve
 
+pytestmark = pytest.mark.unit
+
 
 def test_default_is_the_fast_solver_on_the_normalised_objective_at_strength_one_half():
     p = resolve({})

@@ -12,7 +12,7 @@ from nstd.images import resize
 from nstd.metrics import Judge
 from nstd.params import resolve
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.real_weights, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The size check that runs before any TensorFlow call."""
+"""The size check that runs before any TensorFlow call (the pure checks are unit tests; the
+engine's are not)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from nstd.images import LoadedImage
 from nstd.params import resolve
 
 
+@pytest.mark.unit
 def test_sizes_vgg_can_take_pass_and_give_the_output_size():
     assert check_size(48, 36, 32) == (32, 24)
     assert check_size(640, 16, None) == (640, 16)
     assert check_size(3000, 100, 480) == (480, 16)
 
 
+@pytest.mark.unit
 def test_a_thin_image_is_told_the_size_that_works():
     with pytest.raises(ParamError, match=r"a\.png: 300×10 px at size 64 would be 64×2 px, too thin .* Ask for "
                                          r"size: 480 or more"):
@@ -24,6 +27,7 @@ def test_a_thin_image_is_told_the_size_that_works():
     assert check_size(300, 10, 480) == (480, 16)  # and that size works
 
 
+@pytest.mark.unit
 def test_an_image_no_allowed_size_can_save_is_told_to_crop():
     with pytest.raises(ParamError, match=r"3000×3 px at size 512 would be 512×1 px.*No size up to the limit "
                                          r"\(4096, limits\.size\) is enough.*at most 256× its short side"):

@@ -6,7 +6,11 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from nstd.retention import ARCHIVE_MARKER, prune
+
+pytestmark = pytest.mark.unit
 
 DAY = 86400.0
 

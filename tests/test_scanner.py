@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from nstd import config as config_mod
@@ -13,6 +14,8 @@ from nstd import jobs
 from nstd.scanner import Handoff, Scanner
 from nstd.status import StatusBoard
 from tests.conftest import make_image
+
+pytestmark = pytest.mark.unit
 
 
 class Clock:

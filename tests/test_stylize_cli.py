@@ -13,6 +13,8 @@ from tests.conftest import make_image, shared_seed
 from tests.reference import load_rgb, origin_loss
 from tests.weightfiles import random_network, write_mat
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def full_mat(tmp_path_factory):
@@ -28,6 +30,8 @@ def stylize(cwd, seed_dir, weights, out: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.real_weights  # the shared seed pictures
+@pytest.mark.slow
 def test_stylize_origin_pair_lowers_the_origin_loss_tenfold_reproducibly(tmp_path, full_mat):
     seed_dir = shared_seed()
     net, weights = full_mat

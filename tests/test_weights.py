@@ -129,6 +129,7 @@ def test_imagenet_uses_keras_cache_and_explains_when_missing(tmp_path, monkeypat
     assert w.format == "keras-h5" and np.array_equal(w.kernels["conv2_1"], thin_net["conv2_1"][0])
 
 
+@pytest.mark.e2e
 def test_cli_convert_and_info(tmp_path, files):
     out = tmp_path / "w16.npz"
     run = subprocess.run([sys.executable, "-m", "nstd", "weights", "convert", str(files["h5"]), str(out), "--fp16"],

@@ -19,6 +19,8 @@ from nstd.workitem import Meta, WorkItem, lease_is_stale
 from tests.conftest import make_image
 from tests.daemon_harness import write_config
 
+pytestmark = pytest.mark.unit
+
 
 class Engine:
     """A test double for nstd.engine.Engine: returns a flat grey image at once, or raises."""
