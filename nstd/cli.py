@@ -223,7 +223,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"daemon {d['host']} pid {d['pid']}: {d['state']} on {d.get('device')} ({d['liveness']})")
         cur = d.get("current")
         if cur:
-            print(f"  running: {cur['name']} scale {cur.get('scale', '-')}/{cur.get('scales', '-')} iteration "
+            clip = f" frame {cur['frame']}/{cur.get('frames', '?')}" if cur.get("frame") else ""
+            print(f"  running: {cur['name']}{clip} scale {cur.get('scale', '-')}/{cur.get('scales', '-')} iteration "
                   f"{cur.get('iteration', 0)}/{cur.get('iterations', '?')} loss {cur.get('loss', '-')} "
                   f"ETA {cur.get('eta', '?')}s")
         for q in d.get("queue", []):

@@ -235,17 +235,19 @@ class Worker:
         def progress(p: Any) -> None:
             self.beat = self.clock()
             tick(p.iteration)
+            clip = {"frame": p.frame, "frames": p.frames} if hasattr(p, "frame") else {}  # a clip's frame
             self.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
                                     "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
                                     "loss": p.loss, "elapsed": round(p.elapsed, 1),
-                                    "eta": None if p.eta is None else round(p.eta, 1)})
+                                    "eta": None if p.eta is None else round(p.eta, 1), **clip})
             tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
-            self.status_line(f"{item.label}: scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/"
+            frame = f"frame {p.frame}/{p.frames} " if clip else ""
+            self.status_line(f"{item.label}: {frame}scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/"
                              f"{p.iterations} loss {p.loss:.4g} {p.eta_text}")
-            if self.beat - last_log[0] >= 10 or p.iteration == p.iterations:
+            if self.beat - last_log[0] >= 10 or (p.iteration == p.iterations and not clip):
                 last_log[0] = self.beat
-                item.log("scale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed "
-                         "%.0fs %s", p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content, p.style,
-                         p.tv, p.elapsed, p.eta_text)
+                item.log("%sscale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed "
+                         "%.0fs %s", frame, p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content,
+                         p.style, p.tv, p.elapsed, p.eta_text)
 
         return progress

@@ -25,11 +25,13 @@ function seconds(s) {
 
 function drawRunning(cur) {
   if (!cur) return fill("running", [], "Nothing is running.");
-  const done = cur.iterations ? cur.iteration / cur.iterations : 0;
+  const frac = cur.iterations ? cur.iteration / cur.iterations : 0;
+  const done = cur.frames ? (cur.frame - 1 + frac) / cur.frames : frac;  // a clip: over all its frames
   const scale = cur.scales ? ` · scale ${cur.scale}/${cur.scales}` : "";
   const tile = cur.tiles ? ` · tile ${cur.tile}/${cur.tiles}` : "";
+  const frame = cur.frames ? ` · frame ${cur.frame}/${cur.frames}` : "";  // a clip
   const parts = [
-    el("p", {}, el("strong", {}, cur.name), scale, tile),
+    el("p", {}, el("strong", {}, cur.name), frame, scale, tile),
     el("progress", {id: "progress", max: "1", value: String(done)}),
     el("p", {id: "progress-text"}, `iteration ${cur.iteration || 0}/${cur.iterations || "?"} · ETA ${seconds(cur.eta)}`),
   ];
