@@ -95,7 +95,7 @@ def write_new(path: Path, write: Callable[[BinaryIO], None], mode: int | None = 
             except FileExistsError:
                 continue
             except OSError:  # SMB and some FUSE mounts have no hard links
-                if candidate.exists():
+                if os.path.lexists(candidate):
                     continue
                 os.rename(tmp, candidate)
                 fsync_dir(path.parent)
@@ -154,8 +154,9 @@ def _fsync_regular(path: Path) -> None:
 
 
 def free_name(path: Path) -> Path:
-    """``path`` if unused, else ``path-1``, ``path-2``… (for folders and files)."""
+    """``path`` if unused, else ``path-1``, ``path-2``… (for folders and files). A link takes
+    its name too, even one whose target is gone: nothing may be moved onto it."""
     n = 0
-    while numbered(path, n).exists():
+    while os.path.lexists(numbered(path, n)):
         n += 1
     return numbered(path, n)
