@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from nstd.engine import Engine, Interrupted, load_weights  # noqa: E402
+from nstd.engine import Engine, Interrupted, load_weights, plan  # noqa: E402
 from nstd.engine.weights import IMAGENET_MEAN_RGB, VGGWeights  # noqa: E402
 from nstd.images import fit_size, load_image, resize  # noqa: E402
 from nstd.params import resolve  # noqa: E402
@@ -90,7 +90,7 @@ def run_recipe(weights: VGGWeights, content, style, raw: dict, target: float | N
     """
     engine = Engine(weights, **{"compute": "fp32", "compiler": "xla", **engine_options})
     params = resolve({**raw, **({"time_limit": cap} if cap else {})})
-    n_scales = len(Engine._plan(*fit_size(*content.size, params.size), params))
+    n_scales = len(plan.scales(*fit_size(*content.size, params.size), params))
     hit: dict[str, float] = {}
 
     def progress(p) -> None:

@@ -1,15 +1,19 @@
-"""The size check that runs before any TensorFlow call (the pure checks are unit tests; the
-engine's are not)."""
+"""The plan that is made before any TensorFlow call: the size check, the scales, whole or
+tiles, retries after running out of memory, time shares (the pure checks are unit tests;
+the engine's are not)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nstd.engine.plan import MIN_SIDE, check_size
+from nstd.engine import memory
+from nstd.engine.plan import (MIN_SIDE, check_size, scale_budget, scales, smaller_tile, style_size, tile_side,
+                              visit_budget)
 from nstd.errors import ParamError
 from nstd.images import LoadedImage
 from nstd.params import resolve
+from tests.conftest import REPO
 
 
 @pytest.mark.unit
@@ -47,3 +51,65 @@ def test_the_smallest_side_allowed_really_runs(engine, side):
     art = LoadedImage(np.full((40, 40, 3), 128, np.float32), None, "art.png", "0")
     result = engine.stylize(content, [(art, 1.0)], resolve({"size": 64, "iterations": 2, "coarse_iterations": 1}))
     assert result.image.shape == (side, 64, 3)
+
+
+@pytest.mark.unit
+def test_scales_run_coarse_to_fine_and_skip_those_too_small_to_carry_style():
+    p = resolve({"size": 96, "scales": [0.25, 0.5, 1.0], "iterations": 8, "coarse_iterations": 5})
+    assert [(s.size, s.iterations) for s in scales(96, 72, p)] == [((48, 36), 5), ((96, 72), 8)]  # 24x18 skipped
+    assert scales(96, 72, p)[-1].work == 96 * 72 * 8
+    tiny = resolve({"scales": [0.5, 1.0], "iterations": 3, "coarse_iterations": 2})
+    assert [s.size for s in scales(20, 16, tiny)] == [(20, 16)]  # the full size is never skipped
+    assert [s.iterations for s in scales(200, 100, tiny)] == [2, 3]
+
+
+@pytest.mark.unit
+def test_a_scale_runs_whole_when_it_fits_and_in_tiles_when_it_does_not():
+    p = resolve({"size": 512})
+    roomy = memory.step_bytes(512 * 384) + 1
+    assert tile_side(512, 384, p, last=True, available=roomy) is None
+    side = tile_side(512, 384, p, last=True, available=roomy // 2)
+    assert side is not None and memory.MIN_TILE <= side < 512 and side % 64 == 0
+    assert memory.step_bytes((side + 2 * memory.TILE_MARGIN) ** 2) <= roomy // 2
+    forced = resolve({"size": 512, "tile_size": 128})
+    assert tile_side(512, 384, forced, last=True, available=roomy) == 128  # asked for: the last scale only
+    assert tile_side(512, 384, forced, last=False, available=roomy) is None
+    with pytest.raises(MemoryError, match="needs tiles of at least 128px"):
+        tile_side(512, 384, p, last=True, available=memory.STEP_OVERHEAD)
+
+
+@pytest.mark.unit
+def test_out_of_memory_retries_with_half_the_area_then_half_the_side():
+    assert smaller_tile(256, 192, None) == 128  # whole: tiles of about half the area
+    assert smaller_tile(1024, 768, None) == 576
+    assert smaller_tile(1024, 768, 576) == 256  # tiled: half the side, on the 64 px grid
+    assert smaller_tile(1024, 768, 256) == 128
+    assert smaller_tile(1024, 768, 128) is None  # nothing smaller works: the error stands
+    assert smaller_tile(120, 100, None) is None  # a tile as large as the image is no retry
+
+
+@pytest.mark.unit
+def test_a_coarse_scale_takes_a_quarter_of_the_time_left_and_tiles_share_the_rest():
+    assert scale_budget(None, 5.0, last=False) is None
+    assert scale_budget(100.0, 20.0, last=False) == 20.0
+    assert scale_budget(100.0, 20.0, last=True) == 80.0
+    assert scale_budget(10.0, 20.0, last=True) == 0.0
+    assert visit_budget(None, 1.0, 3) is None
+    assert visit_budget(30.0, 6.0, 4) == 6.0 and visit_budget(30.0, 40.0, 4) == 0.0
+
+
+@pytest.mark.unit
+def test_a_style_is_sized_against_the_contents_longest_side():
+    assert style_size(400, 200, 96, 72, 1.0) == (96, 48)
+    assert style_size(400, 200, 96, 72, 0.5) == (48, 24)
+
+
+@pytest.mark.unit
+def test_the_plan_needs_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, nstd.engine.plan as p; from nstd.params import resolve; "
+            "p.scales(96, 72, resolve({})); print(any(m.startswith('tensorflow') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from nstd.engine.backend import tf
 
-from nstd.engine import memory, precision, tiling
+from nstd.engine import memory, plan, precision, tiling
 from nstd.engine.plan import check_size
 from nstd.engine.losses import (Margin, NO_MARGIN, content_scale, content_term, crop, laplacian, laplacian_scale,
                                  laplacian_term, layer_stride, style_scale, tv_scale, tv_term)
@@ -27,11 +27,10 @@ from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.solvers import Solver, make_solver
 from nstd.engine.vgg import VGG19, gram
 from nstd.engine.weights import VGGWeights
-from nstd.images import LoadedImage, fit_size, histogram_transfer, luminance_transfer, resize
+from nstd.images import LoadedImage, histogram_transfer, luminance_transfer, resize
 from nstd.params import Params
 
 log = logging.getLogger("nstd")
-MIN_SCALE_SIDE = 32  # coarser scales than this carry no style information; skip them
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
 GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
 
@@ -269,7 +268,7 @@ class Engine:
         total_weight = sum(wt for _, wt in styles)
         grams: list[np.ndarray] | None = None
         for img, weight in styles:
-            g = self.style_grams(img, *self._style_size(img, width, height, params.style_scale), s_layers,
+            g = self.style_grams(img, *plan.style_size(*img.size, width, height, params.style_scale), s_layers,
                                  params.pooling)
             scaled = [gi * (weight / total_weight) for gi in g]
             grams = scaled if grams is None else [a + b for a, b in zip(grams, scaled)]
@@ -460,10 +459,8 @@ class Engine:
         seed = int(state["seed"]) if "seed" in state else \
             params.seed if params.seed is not None else secrets.randbits(32)
         width, height = check_size(content.size[0], content.size[1], params.size)
-        plan = self._plan(width, height, params)
-        its = [params.iterations if i == len(plan) - 1 else params.coarse_iterations or params.iterations
-               for i in range(len(plan))]
-        run = _Run(params=params, seed=seed, its=its, work=[w * h * n for (w, h), n in zip(plan, its)],
+        scales = plan.scales(width, height, params)
+        run = _Run(params=params, seed=seed, its=[s.iterations for s in scales], work=[s.work for s in scales],
                    t_start=time.monotonic(), elapsed_before=float(state.get("elapsed", 0.0)),
                    history=list(state.get("history", [])), iterations_done=int(state.get("iterations_done", 0)),
                    evaluations=int(state.get("evaluations", 0)), initial=dict(state.get("initial", {})),
@@ -472,8 +469,8 @@ class Engine:
         first_scale = int(state.get("scale", 0))
         x: np.ndarray | None = None
         final: dict[str, float] = {}
-        for si in range(first_scale, len(plan)):
-            w, h = plan[si]
+        for si in range(first_scale, len(scales)):
+            w, h = scales[si].size
             restored = state if state and si == first_scale and "solver" in state else None
             c_rgb = resize(content.rgb, w, h)
             t0 = time.monotonic()
@@ -489,7 +486,7 @@ class Engine:
                 x0 = resize(x.astype(np.float32), w, h)
             else:
                 x0 = self._init_image(params, c_rgb, styles, init_image, w, h, seed)
-            side = self._tile_side(w, h, params, last=si == len(plan) - 1)
+            side = plan.tile_side(w, h, params, si == len(scales) - 1, memory.budget(self.memory_limit))
             if restored is not None and "tile_side" in restored:
                 side = int(restored["tile_side"])
             while True:
@@ -503,10 +500,8 @@ class Engine:
                         x, final = self._tiled(run, si, c_rgb, grams, x0, side, restored)
                     break
                 except OOM_ERRORS as exc:  # a smaller plan, never a dead job
-                    # first: tiles of about half the area; then halve the tile side
-                    smaller = max(memory.MIN_TILE, int((w * h / 2) ** 0.5) // 64 * 64) if side is None \
-                        else side // 2 // 64 * 64
-                    if smaller < memory.MIN_TILE or smaller >= max(w, h):
+                    smaller = plan.smaller_tile(w, h, side)
+                    if smaller is None:
                         raise
                     run.notes.append(f"out of memory at {w}x{h} ({type(exc).__name__}); retried in "
                                      f"{smaller}px tiles")
@@ -515,27 +510,14 @@ class Engine:
                 run.notes.append(f"scale {si + 1} ({w}x{h}) refined in {side}px tiles")
         image = np.clip(x, 0, 255).astype(np.float32)
         if params.preserve_colors == "luminance":
-            image = luminance_transfer(image, resize(content.rgb, *plan[-1]))
+            image = luminance_transfer(image, resize(content.rgb, *scales[-1].size))
         elif params.preserve_colors == "histogram":
-            image = histogram_transfer(image, resize(content.rgb, *plan[-1]))
-        alpha = resize(content.alpha, *plan[-1]) if content.alpha is not None else None
+            image = histogram_transfer(image, resize(content.rgb, *scales[-1].size))
+        alpha = resize(content.alpha, *scales[-1].size) if content.alpha is not None else None
         run.timings["total"] = run.elapsed()
         return Result(image, alpha, seed, run.initial, final, run.history, run.iterations_done, run.evaluations,
-                      run.stopped_by, {k: round(v, 3) for k, v in run.timings.items()}, [tuple(p) for p in plan],
+                      run.stopped_by, {k: round(v, 3) for k, v in run.timings.items()}, [s.size for s in scales],
                       run.notes, run.precisions)
-
-    def _tile_side(self, w: int, h: int, params: Params, last: bool) -> int | None:
-        """None to optimise the whole image, else the tile side that fits in memory."""
-        if params.tile_size and last and max(w, h) > params.tile_size:
-            return params.tile_size
-        available = memory.budget(self.memory_limit)
-        if memory.step_bytes(w * h, params.optimizer, params.lbfgs_memory) <= available:
-            return None
-        side = memory.tile_side(available, params.optimizer, params.lbfgs_memory, max(w, h))
-        if side < memory.MIN_TILE:
-            raise MemoryError(f"{w}x{h} needs tiles of at least {memory.MIN_TILE}px, but only "
-                              f"{available / 2**30:.1f} GiB is free (limits.memory)")
-        return side
 
     def _whole(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
                restored: dict[str, Any] | None, masks: list[np.ndarray] | None = None,
@@ -606,9 +588,7 @@ class Engine:
             run.use(tile_fg.precision)
             solver = make_solver(base, tile.objective(tile_fg, base), params)
             best, start = run.begin(solver, base, restored if g == first else None)
-            tile_budget = None
-            if budget_left is not None:
-                tile_budget = max(0.0, budget_left - (time.monotonic() - t_scale)) / (visits - g)
+            tile_budget = plan.visit_budget(budget_left, time.monotonic() - t_scale, visits - g)
             extra = {"tile_sums": {str(i): a for i, a in enumerate(ledger.sums)}, "tile_counts": ledger.counts,
                      "tile": g, "tiles": visits, "tile_side": side, "x_full": x_full}
             best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
@@ -632,21 +612,6 @@ class Engine:
             f = f.reshape(-1, f.shape[-1]).astype(np.float64)
             out.append((f.T @ f, f.shape[0]))
         return out
-
-    @staticmethod
-    def _plan(width: int, height: int, params: Params) -> list[tuple[int, int]]:
-        """(w, h) per scale, coarse to fine, skipping scales too small to matter."""
-        plan = []
-        for s in params.scales:
-            w, h = max(1, round(width * s)), max(1, round(height * s))
-            if s == 1.0 or min(w, h) >= MIN_SCALE_SIDE:
-                plan.append((w, h))
-        return plan
-
-    @staticmethod
-    def _style_size(style: LoadedImage, w: int, h: int, style_scale: float) -> tuple[int, int]:
-        """A style is resized so its longest side is ``style_scale`` × the content's."""
-        return fit_size(style.size[0], style.size[1], max(1, round(max(w, h) * style_scale)))
 
     @staticmethod
     def _init_image(params: Params, c_rgb: np.ndarray, styles, init_image: LoadedImage | None, w: int, h: int,
@@ -707,10 +672,7 @@ class _Run:
 
     def budget(self, si: int) -> float | None:
         """Seconds for scale ``si``: a coarse scale is a warm start, at most a quarter of what is left."""
-        if self.params.time_limit is None:
-            return None
-        left = max(0.0, self.params.time_limit - self.elapsed())
-        return left if si == len(self.its) - 1 else 0.25 * left
+        return plan.scale_budget(self.params.time_limit, self.elapsed(), si == len(self.its) - 1)
 
     def use(self, how: precision.Precision) -> None:
         """The precision the steps from here on run with (reported, and kept in checkpoints)."""
