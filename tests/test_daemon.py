@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -225,13 +227,14 @@ def test_two_daemons_share_one_inbox_each_job_done_once(root, thin_mat):
         for i in range(8):
             drop_yaml_job(root / "inbox", f"job{i}")
         wait_until(lambda: len(list((root / "outbox").glob("*.report.yaml"))) >= 8, 120, "eight reports")
-        time.sleep(1.0)  # a duplicate would show up now
-        assert a.stop() == 0 and b.stop() == 0
+        assert a.stop() == 0 and b.stop() == 0  # stopped: nothing can be published after this, so count
     names = sorted(p.name for p in outputs(root))
     assert names == sorted(f"job{i}.png" for i in range(8))  # no job0-1.png duplicates
     assert not list((root / "failed").iterdir())
-    done_by = [("job=" in d) for d in (a.log, b.log)]
-    assert all(done_by)
+    assert not list((root / "state" / "work").iterdir())  # no second claim of a job left half done
+    done_by = [re.findall(r"job=(\S+) done: ", d.log) for d in (a, b)]
+    assert all(done_by), done_by  # both daemons worked
+    assert sorted(done_by[0] + done_by[1]) == [f"job{i}" for i in range(8)]  # each job done once, by one of them
 
 
 def test_systemd_notify_protocol_on_a_real_socket(root, thin_mat, tmp_path):
@@ -296,6 +299,28 @@ def bindfs_available() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def inotify_events(folder: Path):
+    """Every path native events report under ``folder`` while the block runs (a live list)."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers.inotify import InotifyObserver
+
+    seen: list[str] = []
+
+    class Record(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            seen.append(os.fsdecode(event.src_path))
+
+    observer = InotifyObserver()
+    observer.schedule(Record(), str(folder), recursive=True)
+    observer.start()
+    try:
+        yield seen
+    finally:
+        observer.stop()
+        observer.join(10)
+
+
 def test_auto_mode_polls_on_a_fuse_mount_where_inotify_sees_nothing(tmp_path, thin_mat):
     reason = bindfs_available()
     if reason:
@@ -313,10 +338,14 @@ def test_auto_mode_polls_on_a_fuse_mount_where_inotify_sees_nothing(tmp_path, th
         cfg = write_config(tmp_path / "events", thin_mat, paths=paths, watch={"mode": "events", "rescan_seconds": 600})
         with Daemon(cfg) as d:
             d.wait_log("ready:")
-            drop_yaml_job(backing / "nstd" / "inbox", "unseen")
-            time.sleep(4.0)
-            assert not (backing / "nstd" / "outbox" / "unseen.report.yaml").exists()
-            d.stop()
+            with inotify_events(view) as seen:
+                drop_yaml_job(backing / "nstd" / "inbox", "unseen")
+                # then a write through the view, outside the inbox: its event comes after any for the job
+                (view / "sentinel.txt").write_text("through the view")
+                wait_until(lambda: any(p.endswith("sentinel.txt") for p in seen), 20, "the sentinel's event")
+            assert not [p for p in seen if "/inbox" in p], seen  # inotify told nobody of the job
+            assert d.stop() == 0  # stopped: count
+        assert not (backing / "nstd" / "outbox" / "unseen.report.yaml").exists() and "job=unseen" not in d.log
         (backing / "nstd" / "inbox" / "unseen.yaml").unlink()
         # auto: the mount table says FUSE, so the daemon polls and finds the job
         cfg = write_config(tmp_path / "auto", thin_mat, paths=paths, watch={"rescan_seconds": 600})

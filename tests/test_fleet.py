@@ -11,8 +11,10 @@ import contextlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -98,6 +100,11 @@ def holder(daemons: list[Daemon], name: str) -> Daemon:
                       30, f"a worker holding {name}")
 
 
+def stop_all(daemons: list[Daemon]) -> list[int]:
+    """Stop every worker still running (SIGTERM, then wait for it): their exit codes."""
+    return [d.stop() for d in daemons if d.proc.poll() is None]
+
+
 def test_thirty_jobs_on_three_workers_complete_exactly_once(tmp_path, thin_mat, server):
     server.start()
     root = tmp_path / "share"
@@ -106,16 +113,17 @@ def test_thirty_jobs_on_three_workers_complete_exactly_once(tmp_path, thin_mat, 
     daemons = [Daemon(cfg) for _ in range(3)]
     try:
         wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 30, 240, "30 reports")
-        time.sleep(1.0)  # a second publish, were there one, would show now
+        wait_until(lambda: not list((root / "state" / "work").iterdir()), 10, "empty work folders")
+        status = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)], capture_output=True,
+                                text=True)
+        assert status.returncode == 0 and "fleet queue (redis" in status.stdout, status.stdout
+        assert stop_all(daemons) == [0, 0, 0]  # nothing can be published after this: count
         assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)  # no j00-1.png
         counts = done_counts(daemons)
         assert counts == Counter({n: 1 for n in names}), counts
         assert sum(1 for d in daemons if "done:" in d.log) >= 2  # the work was shared
         assert not list((root / "inbox").iterdir()) and not list((root / "failed").iterdir())
-        wait_until(lambda: not list((root / "state" / "work").iterdir()), 10, "empty work folders")
-        status = subprocess.run([sys.executable, "-m", "nstd", "status", "--config", str(cfg)], capture_output=True,
-                                text=True)
-        assert status.returncode == 0 and "fleet queue (redis" in status.stdout, status.stdout
+        assert not list((root / "state" / "work").iterdir())
     finally:
         for d in daemons:
             d.stop()
@@ -149,8 +157,8 @@ def test_a_killed_worker_s_job_is_resumed_elsewhere_from_its_checkpoint(tmp_path
         wait_until(lambda: any("taken over" in d.log for d in daemons if d is not victim), 30, "a take-over")
         assert time.monotonic() - t_kill < 4 + 5  # within lease_timeout (4 s), plus a poll
         wait_until(lambda: (root / "outbox" / "long.report.yaml").exists(), 180, "the resumed job's report")
-        time.sleep(1.0)
-        assert [p.name for p in outputs(root)] == ["long.png"]
+        assert stop_all(daemons) == [0, 0]  # the two live ones; then count
+        assert [p.name for p in outputs(root)] == ["long.png"] and done_counts(daemons) == Counter({"long": 1})
         log = (root / "outbox" / "long.log").read_text()
         assert "resuming from checkpoint at scale 1, iteration" in log
         assert yaml.safe_load((root / "outbox" / "long.report.yaml").read_text())["iterations"] == LONG["iterations"]
@@ -164,10 +172,10 @@ def test_a_paused_worker_that_comes_back_loses_the_job_and_publishes_nothing(tmp
         paused.send(signal.SIGCONT)
         paused.wait_log("lost the job to another worker", 30)
         wait_until(lambda: (root / "outbox" / "long.report.yaml").exists(), 180, "the new owner's report")
-        time.sleep(2.0)
+        assert paused.proc.poll() is None  # losing a job is not a reason to die
+        assert stop_all(daemons) == [0, 0, 0]  # nothing can be published after this: count
         assert [p.name for p in outputs(root)] == ["long.png"]
         assert done_counts(daemons) == Counter({"long": 1}) and "job=long done" in other.log
-        assert paused.proc.poll() is None  # losing a job is not a reason to die
 
 
 def test_redis_restarted_mid_run_loses_and_doubles_nothing(tmp_path, thin_mat, server):
@@ -179,18 +187,48 @@ def test_redis_restarted_mid_run_loses_and_doubles_nothing(tmp_path, thin_mat, s
         names = drop_pairs(root / "inbox", 12)
         wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 3, 120, "the first reports")
         server.kill()  # kill -9; the append-only file (fsync always) has every acknowledged write
-        time.sleep(3.0)
+        wait_until(lambda: any("cannot reach the queue server" in d.log for d in daemons), 30, "a worker to notice")
         server.start()
         wait_until(lambda: len(outputs(root, "*.report.yaml")) >= 12, 240, "12 reports")
-        time.sleep(1.0)
+        assert all(d.proc.poll() is None for d in daemons)
+        assert stop_all(daemons) == [0, 0, 0]  # nothing can be published after this: count
         assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)
         assert done_counts(daemons) == Counter({n: 1 for n in names})
-        assert any("cannot reach the queue server" in d.log for d in daemons)
-        assert all(d.proc.poll() is None for d in daemons)
     finally:
         for d in daemons:
             d.stop()
         show_logs(daemons)
+
+
+@contextlib.contextmanager
+def connections_to(port: int):
+    """A listener on ``port`` that closes every connection at once, as a server that is not
+    there yet would refuse it: yields the (live) monotonic times of the connection attempts."""
+    attempts: list[float] = []
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # the timeout: look at done again
+                continue
+            attempts.append(time.monotonic())
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield attempts
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
 
 
 def test_redis_unreachable_at_start_up_the_daemon_waits_and_loses_nothing(tmp_path, thin_mat, server):
@@ -199,15 +237,17 @@ def test_redis_unreachable_at_start_up_the_daemon_waits_and_loses_nothing(tmp_pa
     names = drop_pairs(root / "inbox", 2)
     with Daemon(cfg) as d:
         d.wait_log("cannot reach the queue server", 60)
-        time.sleep(3.0)
+        with connections_to(server.port) as attempts:  # still no server: each try is closed at once
+            # tries over 1.5 s, after the first failure was logged: the daemon kept trying, and failing
+            wait_until(lambda: len(attempts) >= 2 and attempts[-1] - attempts[0] >= 1.5, 30, "two more tries")
         assert d.proc.poll() is None and not outputs(root)
         assert len(list((root / "inbox").iterdir())) == 4  # the jobs wait where they were dropped
-        assert d.log.count("cannot reach the queue server") == 1  # said once, not every second
         server.start()
         wait_until(lambda: len(outputs(root, "*.report.yaml")) == 2, 60, "both reports")
         assert "answers again" in d.log
         assert sorted(p.name for p in outputs(root)) == sorted(f"{n}.png" for n in names)
-        assert d.stop() == 0
+        assert d.stop() == 0  # then count
+    assert d.log.count("cannot reach the queue server") == 1  # said once, not at every try
 
 
 class LosesReplies(redis.Redis):
