@@ -498,7 +498,7 @@ def load_spec(name: str, form: str, input_dir: Path, max_yaml_bytes: int) -> Job
     if output is not None:
         if name_problem(output) is not None or output.startswith("."):
             raise JobError(f"{source}: 'output' must be a plain file name like result.png, got {short(output)}.")
-        if Path(output).suffix.lower() not in FORMATS | VIDEO_OUTPUT_EXTS:
+        if Path(output).suffix.lower() not in set(FORMATS) | VIDEO_OUTPUT_EXTS:
             raise JobError(f"{source}: 'output: {output}' has an unsupported extension; use one of "
                            f"{', '.join(sorted(FORMATS))} (a picture; for a clip also "
                            f"{', '.join(sorted(VIDEO_OUTPUT_EXTS - set(FORMATS)))}).")

@@ -203,6 +203,6 @@ def publish_clip(item: WorkItem, engine: Any, weights: Any, inputs: ClipInputs, 
     item.save()
     relocate_inputs(report, item.inputs, target)
     out_name = Path(spec.output_name).stem if spec.output_name else meta.name
-    ext = inputs.output if output_kind(result.output) != "frames" else ""
+    ext = inputs.output if output_kind("clip" + inputs.output) != "frames" else ""
     outbox.publish(item.path, cfg, out_name, meta.rel, result.output, ext, report, item.log.text())
     return runner.finish(item, cfg)
