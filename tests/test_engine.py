@@ -7,7 +7,8 @@ import io
 import numpy as np
 import pytest
 
-from nstd.engine import load_checkpoint, save_checkpoint
+from nstd.engine import Checkpoint, load_checkpoint, save_checkpoint
+from nstd.engine.checkpoint import TileState
 from nstd.images import load_image, resize
 from nstd.params import resolve
 from tests.conftest import make_image, stopped_checkpoint
@@ -77,17 +78,42 @@ def test_resume_from_checkpoint_gives_the_same_image(engine, pair, solver, itera
     whole = engine.stylize(content, [(style, 1.0)], p)
     # stop after 9 iterations (fast: 6 at 32 px, then 3 at 64 px)
     state = load_checkpoint(stopped_checkpoint(engine, content, style, p, after=9))
-    assert (state["scale"], state["iteration"]) == ((1, 3) if solver == "fast" else (0, 9))
+    assert (state.scale, state.iteration) == ((1, 3) if solver == "fast" else (0, 9))
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
     assert np.array_equal(resumed.image, whole.image)
     assert resumed.iterations == whole.iterations and resumed.seed == whole.seed
     assert len(resumed.history) == len(whole.history)
 
 
+def a_checkpoint(**kw) -> Checkpoint:
+    x = np.arange(12, dtype=np.float64).reshape(2, 2, 3)
+    return Checkpoint(scale=0, iteration=3, seed=1, solver={"x": x, "t": 3, "s": [x, x + 1], "first": None},
+                      best_loss=float("inf"), best_x=x, best_parts={}, initial={"loss": 2.5}, iterations_done=3,
+                      evaluations=4, elapsed=1.5, history=[{"scale": 1, "iteration": 3, "loss": 2.0}], **kw)
+
+
+def test_a_checkpoint_reads_back_as_written_with_the_callers_labels():
+    tiled = TileState(tile=4, side=128, image=np.ones((4, 4, 3)), sums=[np.eye(2), 2 * np.eye(3)], counts=[16, 4])
+    back = load_checkpoint(save_checkpoint(a_checkpoint(tiled=tiled, labels={"params": "key", "frame": 2})))
+    assert (back.scale, back.iteration, back.seed, back.evaluations, back.elapsed) == (0, 3, 1, 4, 1.5)
+    assert back.best_loss == float("inf") and back.initial == {"loss": 2.5} and back.history[0]["loss"] == 2.0
+    assert np.array_equal(back.solver["s"][1], back.best_x + 1) and back.solver["first"] is None
+    assert (back.tiled.tile, back.tiled.side, back.tiled.counts) == (4, 128, [16, 4])
+    assert all(np.array_equal(a, b) for a, b in zip(back.tiled.sums, tiled.sums))
+    assert back.labels == {"params": "key", "frame": 2} and back.tiled is not None
+    # a caller written when checkpoints were dicts reads and labels them as it did
+    assert back["iteration"] == 3 and back.get("params") == "key" and back.get("nothing") is None
+    again = load_checkpoint(save_checkpoint({**back, "frame": 3}))
+    assert again.labels == {"params": "key", "frame": 3} and again.tiled.tile == 4
+    assert load_checkpoint(save_checkpoint(a_checkpoint())).tiled is None
+    with pytest.raises(ValueError, match="lacks 'seed'"):
+        save_checkpoint({"scale": 0, "iteration": 3})
+
+
 def test_a_checkpoint_of_another_format_is_refused_not_misread():
     """An upgrade mid-job must start the job over, not resume from state read another way."""
-    data = save_checkpoint({"scale": 0, "iteration": 3, "x_full": np.zeros((2, 2, 3))})
-    assert load_checkpoint(data)["iteration"] == 3
+    data = save_checkpoint(a_checkpoint())
+    assert load_checkpoint(data).iteration == 3
     with np.load(io.BytesIO(data)) as z:
         older = {k: z[k] for k in z.files if k != "__format__"}  # as nstd wrote them before format 2
     buf = io.BytesIO()

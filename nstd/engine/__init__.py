@@ -16,7 +16,8 @@ from typing import Any
 
 _EXPORTS = {
     "Engine": "stylize", "Interrupted": "stylize", "Progress": "stylize", "Result": "stylize",
-    "load_checkpoint": "stylize", "save_checkpoint": "stylize", "device_name": "stylize",
+    "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "device_name": "stylize",
     "VGGWeights": "weights", "load_weights": "weights",
 }
 __all__ = sorted(_EXPORTS)

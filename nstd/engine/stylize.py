@@ -7,8 +7,6 @@ style image's content hash. Jobs reuse all of it; only targets are computed per 
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import secrets
 import time
@@ -20,6 +18,7 @@ import numpy as np
 from nstd.engine.backend import tf
 
 from nstd.engine import memory, plan, precision, tiling
+from nstd.engine.checkpoint import Checkpoint, TileState, load_checkpoint, save_checkpoint  # noqa: F401 - re-exported
 from nstd.engine.plan import check_size
 from nstd.engine.losses import (Margin, NO_MARGIN, content_scale, content_term, crop, laplacian, laplacian_scale,
                                  laplacian_term, layer_stride, style_scale, tv_scale, tv_term)
@@ -443,9 +442,9 @@ class Engine:
         *,
         init_image: LoadedImage | None = None,
         progress: Callable[[Progress], None] | None = None,
-        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint: Callable[[Checkpoint], None] | None = None,
         checkpoint_every: int = 0,
-        resume: dict[str, Any] | None = None,
+        resume: Checkpoint | None = None,
         preview: Callable[[np.ndarray, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         regions: list[Region] | None = None,
@@ -455,23 +454,22 @@ class Engine:
         Scales run coarse to fine. A scale whose optimisation would not fit in memory (or
         runs out of it) is refined in overlapping tiles that share one style target.
         """
-        state = resume or {}
-        seed = int(state["seed"]) if "seed" in state else \
-            params.seed if params.seed is not None else secrets.randbits(32)
+        state = Checkpoint.of(resume)
+        seed = state.seed if state is not None else params.seed if params.seed is not None else secrets.randbits(32)
         width, height = check_size(content.size[0], content.size[1], params.size)
         scales = plan.scales(width, height, params)
         run = _Run(params=params, seed=seed, its=[s.iterations for s in scales], work=[s.work for s in scales],
-                   t_start=time.monotonic(), elapsed_before=float(state.get("elapsed", 0.0)),
-                   history=list(state.get("history", [])), iterations_done=int(state.get("iterations_done", 0)),
-                   evaluations=int(state.get("evaluations", 0)), initial=dict(state.get("initial", {})),
+                   t_start=time.monotonic(), elapsed_before=state.elapsed if state else 0.0,
+                   history=list(state.history) if state else [], iterations_done=state.iterations_done if state else 0,
+                   evaluations=state.evaluations if state else 0, initial=dict(state.initial) if state else {},
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                    should_stop=should_stop, preview=preview)
-        first_scale = int(state.get("scale", 0))
+        first_scale = state.scale if state is not None else 0
         x: np.ndarray | None = None
         final: dict[str, float] = {}
         for si in range(first_scale, len(scales)):
             w, h = scales[si].size
-            restored = state if state and si == first_scale and "solver" in state else None
+            restored = state if si == first_scale else None
             c_rgb = resize(content.rgb, w, h)
             t0 = time.monotonic()
             masks, weights = None, None
@@ -481,14 +479,14 @@ class Engine:
                 grams = self.blend_grams(styles, w, h, params)
             run.timings["targets"] += time.monotonic() - t0
             if restored is not None:
-                x0 = restored["solver"]["x"]  # a tiled scale restores its whole image itself
+                x0 = restored.solver["x"]  # a tiled scale restores its whole image itself
             elif x is not None:
                 x0 = resize(x.astype(np.float32), w, h)
             else:
                 x0 = self._init_image(params, c_rgb, styles, init_image, w, h, seed)
             side = plan.tile_side(w, h, params, si == len(scales) - 1, memory.budget(self.memory_limit))
-            if restored is not None and "tile_side" in restored:
-                side = int(restored["tile_side"])
+            if restored is not None and restored.tiled is not None:
+                side = restored.tiled.side
             while True:
                 try:
                     if side is not None and regions:
@@ -520,7 +518,7 @@ class Engine:
                       run.notes, run.precisions)
 
     def _whole(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
-               restored: dict[str, Any] | None, masks: list[np.ndarray] | None = None,
+               restored: Checkpoint | None, masks: list[np.ndarray] | None = None,
                weights: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, float]]:
         if weights is None:
             weights = self.loss_weights(c_rgb, grams, run.params)
@@ -528,11 +526,11 @@ class Engine:
         run.use(fg.precision)
         solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
-        best = run.loop(si, solver, best, start, run.its[si], run.budget(si), {})
+        best = run.loop(si, solver, best, start, run.its[si], run.budget(si))
         return best.x, best.parts
 
     def _tiled(self, run: "_Run", si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray, side: int,
-               restored: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, float]]:
+               restored: Checkpoint | None) -> tuple[np.ndarray, dict[str, float]]:
         """Refine tile by tile (row-major) in two sweeps that share the iterations.
 
         A tile's Gram target is its own Gram plus what the whole image lacks, G_tile + (G* −
@@ -558,17 +556,16 @@ class Engine:
         s_layers = tuple(n for n, _ in params.style_layers)
         sweeps = [tiling.windows(w, h, side), tiling.windows(w, h, side, shifted=True)]
         visits_of = [len(t) for t in sweeps]
-        x_full = np.asarray(restored["x_full"] if restored is not None else x0, np.float64).copy()
-        first = int(restored["tile"]) if restored is not None else 0
+        was = restored.tiled if restored is not None else None
+        x_full = np.asarray(was.image if was is not None else x0, np.float64).copy()
+        first = was.tile if was is not None else 0
 
         def measure(x: np.ndarray, frame: tiling.Frame) -> list[tuple[np.ndarray, int]]:
             return self._region_sums(x, frame, s_layers, params.pooling)
 
         ledger = None
-        if restored is not None:  # exactly as it was, for a bit-identical resume
-            ledger = tiling.StyleLedger(measure, [np.asarray(restored["tile_sums"][str(i)], np.float64)
-                                                  for i in range(len(grams))],
-                                        [int(c) for c in restored["tile_counts"]])
+        if was is not None:  # exactly as it was, for a bit-identical resume
+            ledger = tiling.StyleLedger(measure, [a.copy() for a in was.sums], list(was.counts))
         weights = self.loss_weights(c_rgb, grams, params)
         budget_left = run.budget(si)
         t_scale = time.monotonic()
@@ -589,9 +586,8 @@ class Engine:
             solver = make_solver(base, tile.objective(tile_fg, base), params)
             best, start = run.begin(solver, base, restored if g == first else None)
             tile_budget = plan.visit_budget(budget_left, time.monotonic() - t_scale, visits - g)
-            extra = {"tile_sums": {str(i): a for i, a in enumerate(ledger.sums)}, "tile_counts": ledger.counts,
-                     "tile": g, "tiles": visits, "tile_side": side, "x_full": x_full}
-            best = run.loop(si, solver, best, start, per_visit, tile_budget, extra)
+            at = TileState(g, side, x_full, ledger.sums, ledger.counts)
+            best = run.loop(si, solver, best, start, per_visit, tile_budget, at, visits)
             x_full[tile.region] = tile.moved(base, best.x)
             if second:
                 ledger.update(held, x_full[tile.region], tile)
@@ -655,7 +651,7 @@ class _Run:
     evaluations: int
     initial: dict[str, float]
     progress: Callable[[Progress], None] | None
-    checkpoint: Callable[[dict[str, Any]], None] | None
+    checkpoint: Callable[[Checkpoint], None] | None
     checkpoint_every: int
     should_stop: Callable[[], bool] | None
     preview: Callable[[np.ndarray, int], None] | None
@@ -680,36 +676,33 @@ class _Run:
         if self.precision not in self.precisions:
             self.precisions.append(self.precision)
 
-    def begin(self, solver: Solver, x0: np.ndarray, restored: dict[str, Any] | None) -> tuple[Best, int]:
+    def begin(self, solver: Solver, x0: np.ndarray, restored: Checkpoint | None) -> tuple[Best, int]:
         """(best, first iteration) for a fresh or restored solver."""
         if restored is None:
             return Best(float("inf"), np.asarray(x0, np.float64), {}), 0
-        made_on = restored.get("precision")
+        made_on = restored.precision
         if made_on and made_on != self.precision:
             self.notes.append(f"resumed on {self.precision}; the checkpoint was made on {made_on}, so the run "
                               "continues, but not bit for bit as it would have")
-        solver.load_state(restored["solver"])
-        return Best(restored["best_loss"], restored["best_x"], dict(restored.get("best_parts", {}))), \
-            int(restored["iteration"])
+        solver.load_state(restored.solver)
+        return Best(restored.best_loss, restored.best_x, dict(restored.best_parts)), restored.iteration
 
-    def snapshot(self, si: int, it: int, solver: Solver, best: Best, extra: dict[str, Any]) -> dict[str, Any]:
+    def snapshot(self, si: int, it: int, solver: Solver, best: Best, at: TileState | None) -> Checkpoint:
         """Everything needed to continue exactly here (``evaluations``: finished solvers only)."""
-        return {"solver": solver.state(), "scale": si, "iteration": it, "seed": self.seed, "best_loss": best.loss,
-                "best_x": best.x, "best_parts": best.parts, "initial": self.initial,
-                "iterations_done": self.iterations_done, "evaluations": self.evaluations,
-                "elapsed": self.elapsed(), "history": list(self.history), "precision": self.precision,
-                **{k: v for k, v in extra.items() if k != "tiles"}}
+        return Checkpoint(si, it, self.seed, solver.state(), best.loss, best.x, best.parts, self.initial,
+                          self.iterations_done, self.evaluations, self.elapsed(), list(self.history), self.precision,
+                          at)
 
     def loop(self, si: int, solver: Solver, best: Best, start: int, n: int, budget: float | None,
-             extra: dict[str, Any]) -> Best:
+             at: TileState | None = None, tiles: int = 0) -> Best:
         """Iterate ``solver`` up to ``n`` times; progress, previews, checkpoints, stop requests."""
         t_loop = time.monotonic()
-        tile, tiles = extra.get("tile", -1) + 1, extra.get("tiles", 0)
+        tile = at.tile + 1 if at is not None else 0
         it = start
         while it < n:
             if self.should_stop is not None and self.should_stop():
                 if self.checkpoint is not None:
-                    self.checkpoint(self.snapshot(si, it, solver, best, extra))
+                    self.checkpoint(self.snapshot(si, it, solver, best, at))
                 where = f", tile {tile}/{tiles}" if tiles else ""
                 raise Interrupted(f"stopped at scale {si + 1}/{len(self.its)}{where}, iteration {it}")
             t_step = time.monotonic()
@@ -740,9 +733,9 @@ class _Run:
                 self.progress(Progress(si + 1, len(self.its), it, n, parts["loss"], parts["content"],
                                        parts["style"], parts["tv"], elapsed, eta, tile if tiles else 0, tiles))
             if self.preview is not None and self.params.preview_every and it % self.params.preview_every == 0:
-                self.preview(np.asarray(extra.get("x_full", best.x), np.float32), it)
+                self.preview(np.asarray(at.image if at is not None else best.x, np.float32), it)
             if self.checkpoint is not None and self.checkpoint_every and it % self.checkpoint_every == 0:
-                self.checkpoint(self.snapshot(si, it, solver, best, extra))
+                self.checkpoint(self.snapshot(si, it, solver, best, at))
             if solver.converged:
                 self.stopped_by = "converged"
                 break
@@ -752,63 +745,3 @@ class _Run:
         self.evaluations += solver.evaluations
         self.timings["optimize"] += time.monotonic() - t_loop
         return best
-
-
-#: What a snapshot holds and how it is read back; raised when that changes (2: tiled scales
-#: keep the whole image's style sums in both sweeps), so an older checkpoint starts over.
-CHECKPOINT_FORMAT = 2
-
-
-def save_checkpoint(state: dict[str, Any]) -> bytes:
-    """Serialise a snapshot to bytes (npz, no pickle) for an atomic write."""
-    arrays: dict[str, np.ndarray] = {"__format__": np.asarray(CHECKPOINT_FORMAT)}
-    meta: dict[str, Any] = {}
-
-    def put(prefix: str, value: Any) -> None:
-        if isinstance(value, np.ndarray):
-            arrays[prefix] = value
-        elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
-            arrays[prefix] = np.stack(value)
-            meta[prefix] = "stack"
-        elif isinstance(value, list) and not value:
-            meta[prefix] = "emptylist"
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                put(f"{prefix}/{k}" if prefix else k, v)
-            if not value:
-                meta[prefix] = "emptydict"
-        else:
-            meta[prefix] = value
-
-    put("", state)
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta, default=float).encode(), np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def load_checkpoint(data: bytes) -> dict[str, Any]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        made = int(z["__format__"]) if "__format__" in z.files else 1
-        if made != CHECKPOINT_FORMAT:
-            raise ValueError(f"it was made by another version of nstd (format {made}, this one reads "
-                             f"{CHECKPOINT_FORMAT})")
-        meta = json.loads(z["__meta__"].tobytes().decode())
-        flat: dict[str, Any] = {k: z[k] for k in z.files if k not in ("__meta__", "__format__")}
-    for k, v in meta.items():
-        if v == "stack":
-            flat[k] = list(flat[k])
-        elif v == "emptylist":
-            flat[k] = []
-        elif v == "emptydict":
-            flat[k] = {}
-        else:
-            flat[k] = v
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        cur = out
-        parts = k.split("/")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = v
-    return out
