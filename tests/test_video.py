@@ -379,3 +379,31 @@ def test_a_stopped_clip_resumes_exactly(engine, tmp_path, style):
     assert resumed.output.read_bytes() == whole.output.read_bytes()
     a = [np.asarray(Image.open(tmp_path / w / "frames" / f"{i:06d}.png")) for w in ("w0", "w1") for i in range(6)]
     assert all(np.array_equal(a[i], a[6 + i]) for i in range(6))
+
+
+@pytest.mark.unit
+def test_the_temporal_term_counts_reliable_pixels_and_its_gradient_is_right():
+    from nstd.video.temporal import Temporal, term
+
+    rng = np.random.default_rng(0)
+    content = rng.uniform(0, 255, (6, 8, 3))
+    target = rng.uniform(0, 255, (6, 8, 3))
+    mask = np.ones((6, 8), np.float32)
+    mask[:, :4] = 0  # the left half is not trusted
+    t = Temporal(target, mask, 2.0)
+    assert term(target, t, content) == 0.0
+    x = target.copy()
+    x[:, :4] += 50  # away from the target only where it is not trusted: free
+    assert term(x, t, content) == 0.0
+    x = target + np.std(content.reshape(-1, 3), axis=0)  # one standard deviation everywhere: costs the weight
+    assert term(x, t, content) == pytest.approx(2.0, rel=0.05)
+    fg = t.wrap(lambda v: (0.0, np.zeros_like(v), {"loss": 0.0}), content)
+    x = rng.uniform(0, 255, (6, 8, 3))
+    _, grad, parts = fg(x)
+    assert parts["temporal"] == parts["loss"] > 0
+    for idx in [(1, 6, 0), (4, 5, 2), (2, 1, 1)]:
+        e = np.zeros_like(x)
+        e[idx] = 1e-3
+        numeric = (fg(x + e)[0] - fg(x - e)[0]) / 2e-3
+        assert grad[idx] == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+    assert not Temporal(target, mask, 1.0).applies(np.zeros((3, 4, 3)))

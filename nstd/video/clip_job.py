@@ -40,6 +40,7 @@ from nstd.images import LoadedImage
 from nstd.video import flow
 from nstd.video.clip import Clip, ClipInfo, Frame
 from nstd.video.encode import AudioSource, ClipWriter, even_size
+from nstd.video.temporal import Temporal
 
 #: The part of a job's parameters a finished frame depends on (a change starts the clip over).
 FRAMES_FORMAT = 1
@@ -288,7 +289,7 @@ def stylize_clip(engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]
             reliable = round(m.reliable, 4)
             kwargs["init_image"] = LoadedImage(warped, None, f"{source}#frame{frame.index - 1} warped", "")
             if temporal:
-                kwargs["temporal"] = (warped, m.mask, params.temporal_weight)
+                kwargs["temporal"] = Temporal(warped, m.mask, params.temporal_weight)
         t_frame = time.monotonic()
         total_frames = max(estimate, i + 1)
 
