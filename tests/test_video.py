@@ -223,6 +223,11 @@ def test_limits_refuse_long_and_large_clips_before_decoding(tmp_path):
             list(clip.frames())
     with pytest.raises(VideoError, match=r"long.mp4: 48×32 = 1,536 pixels a frame is over the limit of 1,000"):
         open_clip(path, ClipLimits(input_pixels=1000))
+    ten_hours = make_clip(tmp_path / "ten_hours.mp4", frames=2, times=[0.0, 36000.0], audio=False)
+    with pytest.raises(VideoError, match=r"ten_hours.mp4: 10 h 0 min of video is over the limit of 10 min 0 s "
+                                         r"\(limits.video_seconds\)"):
+        with open_clip(ten_hours) as clip:
+            next(iter(clip.frames()))
     with open_clip(path, ClipLimits(frames=5)) as clip:  # a trimmed part within the limit is fine
         assert len(list(clip.frames(start=0.0, duration=0.2))) == 5
 

@@ -49,7 +49,7 @@ def make_clip(path: Path, size=(48, 32), frames: int = 8, fps: int = 25, audio: 
     v = out.add_stream(codec, rate=fps, options={"bf": "0"} if times else {})
     v.width, v.height = pictures[0].shape[1], pictures[0].shape[0]
     v.pix_fmt = "yuv444p" if v.width % 2 or v.height % 2 else "yuv420p"  # odd sides: no 4:2:0
-    tb = Fraction(1, 90000) if times else Fraction(1, fps)
+    tb = Fraction(1, 1000) if times else Fraction(1, fps)
     v.codec_context.time_base = tb
     if rotation:
         v.set_display_rotation(rotation)
