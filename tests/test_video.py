@@ -412,3 +412,23 @@ def test_the_temporal_term_counts_reliable_pixels_and_its_gradient_is_right():
         numeric = (fg(x + e)[0] - fg(x - e)[0]) / 2e-3
         assert grad[idx] == pytest.approx(numeric, rel=1e-4, abs=1e-9)
     assert not Temporal(target, mask, 1.0).applies(np.zeros((3, 4, 3)))
+
+
+def test_the_engine_adds_the_temporal_term_to_a_frame(engine, tmp_path, style):
+    """With the term, a frame stays nearer the warped previous frame it started from."""
+    import dataclasses
+
+    from nstd.images import LoadedImage
+    from nstd.video.temporal import Temporal
+
+    frames = pan_frames((48, 32), 2, 3)
+    content = LoadedImage(frames[1].astype(np.float32), None, "f1", "f1")
+    start = LoadedImage(frames[0].astype(np.float32), None, "f0", "f0")  # stands in for the warped previous
+    params = dataclasses.replace(clip_params(), size=None, init="previous", scales=(1.0,), iterations=8,
+                                 coarse_iterations=None)
+    free = engine.stylize(content, [(style, 1.0)], params, init_image=start)
+    held = engine.stylize(content, [(style, 1.0)], params, init_image=start,
+                          temporal=Temporal(start.rgb, np.ones((32, 48), np.float32), 50.0))
+    assert "temporal" in held.final and "temporal" not in free.final
+    away = [float(np.abs(r.image - start.rgb).mean()) for r in (free, held)]
+    assert away[1] < away[0] / 2, away

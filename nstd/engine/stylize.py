@@ -448,11 +448,15 @@ class Engine:
         preview: Callable[[np.ndarray, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         regions: list[Region] | None = None,
+        temporal: Any = None,
     ) -> Result:
         """Run one job to completion (or time limit); see :class:`Result`.
 
         Scales run coarse to fine. A scale whose optimisation would not fit in memory (or
         runs out of it) is refined in overlapping tiles that share one style target.
+        ``temporal``: a clip frame's pull towards the previous frame (``applies(c_rgb)``,
+        ``wrap(fg, c_rgb)``; :class:`nstd.video.temporal.Temporal`), added to the loss of
+        each whole-image scale it applies to.
         """
         state = Checkpoint.of(resume)
         seed = state.seed if state is not None else params.seed if params.seed is not None else secrets.randbits(32)
@@ -463,7 +467,7 @@ class Engine:
                    history=list(state.history) if state else [], iterations_done=state.iterations_done if state else 0,
                    evaluations=state.evaluations if state else 0, initial=dict(state.initial) if state else {},
                    progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                   should_stop=should_stop, preview=preview)
+                   should_stop=should_stop, preview=preview, temporal=temporal)
         first_scale = state.scale if state is not None else 0
         x: np.ndarray | None = None
         final: dict[str, float] = {}
@@ -523,6 +527,8 @@ class Engine:
         if weights is None:
             weights = self.loss_weights(c_rgb, grams, run.params)
         fg = self.objective(c_rgb, grams, run.params, weights, masks=masks)
+        if run.temporal is not None and run.temporal.applies(c_rgb):  # a clip's later frame
+            fg = run.temporal.wrap(fg, c_rgb)
         run.use(fg.precision)
         solver = make_solver(x0, fg, run.params)
         best, start = run.begin(solver, x0, restored)
@@ -656,6 +662,7 @@ class _Run:
     should_stop: Callable[[], bool] | None
     preview: Callable[[np.ndarray, int], None] | None
     stopped_by: str = "iterations"
+    temporal: Any = None  # a clip frame's temporal term, or None (Engine.stylize)
     notes: list[str] = field(default_factory=list)
     steady_seconds: float = 0.0  # time of steps that traced nothing, and the work they did:
     steady_work: float = 0.0  # the ETA's rate (a first step includes compiling; 100x too slow)
