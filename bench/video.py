@@ -1,15 +1,15 @@
 """Video on real VGG-19 weights: speed per frame and flicker, against frames stylized alone.
 
     python bench/video.py                                  # 256 px, the first 12 frames
-    python bench/video.py --size 512 --frames 12 --configs warm30,temporal30
+    python bench/video.py --size 512 --frames 12 --configs warm30,temporal30@10
 
 The clip is the shared ``../shared/data/video/bigbuckbunny.mp4`` (Big Buck Bunny,
 © Blender Foundation, CC BY 3.0, https://peach.blender.org); it is read from there, never
 copied into the repository. The style is *The Starry Night*.
 
 For each configuration (``warmN``: later frames start from the previous stylized frame
-warped by the flow, N iterations each, no temporal term; ``temporalN``: the same plus the
-temporal loss at ``--temporal-weight``), the frames are stylized by nstd's own frame loop
+warped by the flow, N iterations each, no temporal term; ``temporalN@W``: the same plus the
+temporal loss at weight W, or ``--temporal-weight``), the frames are stylized by nstd's own frame loop
 (:func:`nstd.video.clip_job.stylize_clip`); the baseline stylizes every frame alone as a
 still (the flicker baseline). All share frame 0, which is the same still in every case.
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=12)
-    ap.add_argument("--configs", default="warm30,warm10", help="comma-separated warmN / temporalN")
+    ap.add_argument("--configs", default="warm30,temporal30@1,temporal30@10,temporal10@10",
+                    help="comma-separated warmN / temporalN[@WEIGHT] (N: iterations of each later frame)")
     ap.add_argument("--temporal-weight", type=float, default=1.0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any parameter, for all runs")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -134,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[np.ndarray]] = {}
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         temporal = name.startswith("temporal")
-        n = int(name.removeprefix("temporal").removeprefix("warm"))
+        spec, _, weight = name.removeprefix("temporal").removeprefix("warm").partition("@")
+        n = int(spec)
         if temporal and not takes_temporal(engine):
             print(f"{name}: this engine takes no temporal target; skipped", file=sys.stderr)
             continue
         params = dataclasses.replace(base, frame_iterations=n,
-                                     temporal_weight=args.temporal_weight if temporal else 0.0)
+                                     temporal_weight=(float(weight) if weight else args.temporal_weight)
+                                     if temporal else 0.0)
         work = tmp / name
         if seeded is not None:  # frame 0 as the first run made it: the same still in every run
             (work / "frames").mkdir(parents=True)
