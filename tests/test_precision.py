@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nstd.engine import Engine, load_checkpoint, load_weights, precision, tiling
-from nstd.engine.precision import ChoiceCache, Precision
+from nstd.engine.precision import ChoiceCache, Measuring, Precision
 from nstd.images import load_image
 from nstd.params import resolve
 from tests.conftest import make_image, stopped_checkpoint
@@ -41,58 +41,48 @@ def test_bf16_computes_correctly_on_any_cpu(thin_mat, pair):
     assert abs(l16 - l32) <= 0.01 * l32 and cosine > 0.99, (l32, l16, cosine)
 
 
-def test_auto_measures_once_per_shape_and_remembers_it_on_disk(thin_mat, pair, tmp_path, monkeypatch, caplog):
+def test_auto_measures_once_per_shape_and_remembers_it_on_disk(thin_mat, pair, tmp_path, caplog):
     content, style = pair
-    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)  # measure even this small shape
-    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32", "bf16"])  # as on an AVX512_BF16 CPU
+    # measure even this small shape, and bf16 too, as on an AVX512_BF16 CPU
+    measuring = Measuring(min_pixels=0, supported=("fp32", "bf16"))
     p = resolve({"size": 96, "iterations": 3, "scales": [1.0], "seed": 1})
     cache = ChoiceCache(tmp_path / "cache")
+    engine = Engine(load_weights(thin_mat), choices=cache, measuring=measuring)
     with caplog.at_level(logging.INFO, logger="nstd"):
-        first = Engine(load_weights(thin_mat), choices=cache).stylize(content, [(style, 1.0)], p)
+        first = engine.stylize(content, [(style, 1.0)], p)
+    assert [(s.height, s.width) for s in engine.chooser.measured] == [(72, 96)]
     line = next(r.message for r in caplog.records if r.message.startswith("step 96x72"))
     for candidate in ("fp32/xla", "fp32/graph", "bf16/xla", "bf16/graph"):
         assert candidate in line, line  # every candidate was timed
     assert cache.path.is_file() and first.precision[0] in line.split("→")[1]
 
-    def no_measuring(*a, **k):
-        raise AssertionError("measured again")
-
-    again = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"))
-    monkeypatch.setattr(again, "_measure", no_measuring)
+    again = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"), measuring=measuring)
     assert again.stylize(content, [(style, 1.0)], p).precision == first.precision
+    assert again.chooser.measured == []  # the choice came from the disk
 
 
-def test_a_tiled_scale_measures_each_window_size_once_whatever_its_frame(thin_mat, tmp_path, monkeypatch):
+def test_a_tiled_scale_measures_each_window_size_once_whatever_its_frame(thin_mat, tmp_path):
     """Tiles of one window size differ only in the frame their losses leave out; timing the
     candidates again for every frame cost a fresh machine minutes per tiled scale."""
-    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)
-    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32"])  # two compilers to time
     content = load_image(make_image(tmp_path / "c.png", (192, 144), seed=1))
     style = load_image(make_image(tmp_path / "s.png", (64, 64), seed=2))
-    engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"))
-    measured, real_measure = [], engine._measure
-
-    def spy(shape, probe, cache_key):
-        measured.append(shape)
-        return real_measure(shape, probe, cache_key)
-
-    monkeypatch.setattr(engine, "_measure", spy)
+    engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"),
+                    measuring=Measuring(min_pixels=0, supported=("fp32",)))  # two compilers to time
     p = resolve({"size": 192, "iterations": 2, "scales": [1.0], "seed": 1, "tile_size": 128})
     engine.stylize(content, [(style, 1.0)], p)
     windows = [w for shifted in (False, True) for w in tiling.windows(192, 144, 128, shifted)]
     sizes = {(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start) for w in windows}
     assert len({(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start, w.seen) for w in windows}) > len(sizes)
+    measured = engine.chooser.measured
     assert sorted((s.height, s.width) for s in measured) == sorted(sizes), measured
 
 
-def test_auto_never_takes_a_format_that_changes_the_result(thin_mat, pair, tmp_path, monkeypatch, caplog):
+def test_auto_never_takes_a_format_that_changes_the_result(thin_mat, pair, tmp_path, caplog):
     content, style = pair
-    monkeypatch.setattr(precision, "MEASURE_MIN_PIXELS", 0)
-    monkeypatch.setattr(precision, "supported_computes", lambda: ["fp32", "bf16"])
-    monkeypatch.setattr(precision, "GRADIENT_COSINE", 1.5)  # no reduced format can agree this well
+    strict = Measuring(min_pixels=0, supported=("fp32", "bf16"), gradient_cosine=1.5)  # none can agree this well
     p = resolve({"size": 96, "iterations": 3, "scales": [1.0], "seed": 1})
     with caplog.at_level(logging.INFO, logger="nstd"):
-        r = Engine(load_weights(thin_mat), compiler="xla", choices=ChoiceCache(tmp_path)).stylize(
+        r = Engine(load_weights(thin_mat), compiler="xla", choices=ChoiceCache(tmp_path), measuring=strict).stylize(
             content, [(style, 1.0)], p)
     assert r.precision == ["fp32/xla"]
     assert any("refused bf16/xla" in rec.message for rec in caplog.records)
@@ -104,7 +94,7 @@ def test_resume_is_exact_within_a_format_and_says_so_across_formats(thin_mat, pa
     bf16 = Engine(load_weights(thin_mat), compute="bf16", compiler="graph")
     whole = bf16.stylize(content, [(style, 1.0)], p)
     saved = stopped_checkpoint(bf16, content, style, p, after=3)
-    assert load_checkpoint(saved)["precision"] == "bf16/graph"
+    assert load_checkpoint(saved).precision == "bf16/graph"
     resumed = bf16.stylize(content, [(style, 1.0)], p, resume=load_checkpoint(saved))
     assert np.array_equal(resumed.image, whole.image) and not resumed.notes
     other = Engine(load_weights(thin_mat), compute="fp32", compiler="graph")
@@ -123,3 +113,5 @@ def test_shapes_too_small_to_measure_take_the_cheapest_compile():
 def test_precision_names_round_trip():
     assert Precision.parse("bf16/graph") == Precision("bf16", "graph") and str(Precision()) == "fp32/xla"
     assert precision.candidates("fp32", "graph") == [Precision("fp32", "graph")]
+    assert precision.candidates("auto", "auto", ("fp32", "bf16"))[1:] == [
+        Precision("fp32", "graph"), Precision("bf16", "xla"), Precision("bf16", "graph")]

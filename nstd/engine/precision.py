@@ -17,8 +17,12 @@ import json
 import logging
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
 
 from nstd.engine.backend import tf
 
@@ -102,8 +106,10 @@ def supported_computes() -> list[str]:
     return out
 
 
-def candidates(compute: str, compiler: str) -> list[Precision]:
-    computes = supported_computes() if compute == "auto" else [compute]
+def candidates(compute: str, compiler: str, supported: tuple[str, ...] | None = None) -> list[Precision]:
+    """What ``auto`` times, fp32 (or the format asked for) first; ``supported``: the formats
+    this machine runs (default :func:`supported_computes`)."""
+    computes = list(supported or supported_computes()) if compute == "auto" else [compute]
     compilers = ["xla", "graph"] if compiler == "auto" else [compiler]
     return [Precision(c, k) for c in computes for k in compilers]
 
@@ -146,3 +152,97 @@ class ChoiceCache:
             write_bytes_atomic(self.path, json.dumps(self.choices, indent=1, sort_keys=True).encode())
         except OSError as exc:  # a read-only home: the choice still holds for this process
             log.warning("cannot save the precision choice to %s: %s", self.path, exc)
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """How ``auto`` measures: shapes under ``min_pixels`` are not timed; each candidate runs
+    ``steps`` timed steps; a reduced format must keep the loss within ``loss_tolerance``
+    (relative) and the gradient's cosine to fp32's at least ``gradient_cosine``.
+    ``supported``: the formats to time (default: what this machine runs)."""
+
+    min_pixels: int = MEASURE_MIN_PIXELS
+    steps: int = MEASURE_STEPS
+    loss_tolerance: float = LOSS_TOLERANCE
+    gradient_cosine: float = GRADIENT_COSINE
+    supported: tuple[str, ...] | None = None
+
+
+class Chooser:
+    """Which precision each step shape runs with: as configured, or measured once per shape
+    (``auto``) and remembered in the process and in a :class:`ChoiceCache`.
+
+    Shapes are anything with ``key``, ``height`` and ``width`` (:class:`nstd.engine.steps.StepShape`).
+    """
+
+    def __init__(self, compute: str = "auto", compiler: str = "auto", choices: ChoiceCache | None = None,
+                 measuring: Measuring | None = None) -> None:
+        if compute not in COMPUTES or compiler not in COMPILERS:
+            raise ValueError(f"compute {compute!r} / compiler {compiler!r}: choose compute from "
+                             f"{', '.join(COMPUTES)} and compiler from {', '.join(COMPILERS)}")
+        self.compute, self.compiler = compute, compiler
+        self.measuring = measuring or Measuring()
+        self.choices = choices  # made when first needed: it reads the machine's description
+        self.measured: list[Any] = []  # the shapes this chooser timed, in order
+        self._chosen: dict[str, Precision] = {}
+
+    def known(self, shape: Any) -> Precision | None:
+        """What this shape was given already, if anything."""
+        return self._chosen.get(shape.key)
+
+    def for_one_evaluation(self, shape: Any) -> Precision:
+        """For one evaluation (scoring an image) ``auto`` measures nothing: it takes the
+        choice already made for this shape, or the cheapest compile; timing candidates would
+        cost more than the step itself."""
+        return self.known(shape) or small_shape(self.compute, self.compiler)
+
+    def choose(self, shape: Any, probe: Callable[[Precision], tuple]) -> Precision:
+        """The precision ``shape`` runs with. ``probe(how)`` runs the step compiled with
+        ``how`` once on real inputs and returns (loss, gradient)."""
+        if self.compute != "auto" and self.compiler != "auto":
+            return Precision(self.compute, self.compiler)
+        if shape.key in self._chosen:
+            return self._chosen[shape.key]
+        if shape.height * shape.width < self.measuring.min_pixels:  # compile time dominates
+            choice = small_shape(self.compute, self.compiler)
+        else:
+            if self.choices is None:
+                self.choices = ChoiceCache()
+            cache_key = f"{shape.key}|{self.compute}|{self.compiler}"
+            choice = self.choices.get(cache_key)
+            if choice is None:
+                choice = self._measure(shape, probe)
+                self.choices.put(cache_key, choice)
+        self._chosen[shape.key] = choice
+        return choice
+
+    def _measure(self, shape: Any, probe: Callable[[Precision], tuple]) -> Precision:
+        """Time each candidate on the real shape; the fastest that agrees with fp32 wins."""
+        self.measured.append(shape)
+        m = self.measuring
+        timings: dict[Precision, float] = {}
+        refused: list[str] = []
+        reference = None
+        for how in candidates(self.compute, self.compiler, m.supported):
+            probe(how)  # compile
+            t0 = time.monotonic()
+            for _ in range(m.steps):
+                loss, grad = probe(how)
+                loss, grad = float(loss), grad.numpy().ravel().astype(np.float64)
+            seconds = (time.monotonic() - t0) / m.steps
+            if reference is None:  # the first candidate is fp32 (or the format asked for): the yardstick
+                reference = (loss, grad)
+                timings[how] = seconds
+                continue
+            cosine = float(grad @ reference[1] / max(np.linalg.norm(grad) * np.linalg.norm(reference[1]), 1e-30))
+            if abs(loss - reference[0]) > m.loss_tolerance * abs(reference[0]) or cosine < m.gradient_cosine:
+                refused.append(f"{how} (loss {loss:.4g} vs {reference[0]:.4g}, gradient cosine {cosine:.4f})")
+                continue
+            timings[how] = seconds
+        choice = min(timings, key=lambda h: timings[h])
+        base = timings.get(DEFAULT)
+        log.info("step %dx%d: %s%s → %s%s", shape.width, shape.height,
+                 ", ".join(f"{h} {t:.3f}s" for h, t in timings.items()),
+                 f"; refused {', '.join(refused)}" if refused else "", choice,
+                 f" ({base / timings[choice]:.2f}× fp32/xla)" if base else "")
+        return choice

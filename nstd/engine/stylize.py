@@ -107,20 +107,16 @@ class Engine:
 
     def __init__(self, weights: VGGWeights, *, compute: str = "auto", compiler: str = "auto",
                  gram_cache_size: int = 64, memory_limit: int | None = None,
-                 choices: precision.ChoiceCache | None = None) -> None:
+                 choices: precision.ChoiceCache | None = None, measuring: precision.Measuring | None = None) -> None:
         """``compute``: fp32 | bf16 | fp16 | auto, the convolutions' number format;
         ``compiler``: xla | graph | auto (see :mod:`nstd.engine.precision`); ``choices``:
-        where ``auto`` remembers what it measured (default: the user's cache folder).
+        where ``auto`` remembers what it measured (default: the user's cache folder);
+        ``measuring``: how it measures (:class:`precision.Measuring`).
         ``memory_limit``: bytes the process may use (default: the machine's memory)."""
-        if compute not in precision.COMPUTES or compiler not in precision.COMPILERS:
-            raise ValueError(f"compute {compute!r} / compiler {compiler!r}: choose compute from "
-                             f"{', '.join(precision.COMPUTES)} and compiler from {', '.join(precision.COMPILERS)}")
+        self.chooser = precision.Chooser(compute, compiler, choices, measuring)  # checks the names first
         self.memory_limit = memory_limit
         self.weights = weights
         self.vgg = VGG19(weights)
-        self.compute, self.compiler = compute, compiler
-        self._chosen: dict[str, precision.Precision] = {}
-        self._choices = choices
         self._steps: dict[tuple, Callable] = {}
         self._grams: OrderedDict[tuple, list[np.ndarray]] = OrderedDict()
         self._gram_cache_size = gram_cache_size
@@ -358,9 +354,10 @@ class Engine:
 
         shape = StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
         if once:
-            how = self._chosen.get(shape.key) or precision.small_shape(self.compute, self.compiler)
+            how = self.chooser.for_one_evaluation(shape)
         else:
-            how = self.precision_for(shape, lambda step: call(step, tf.constant(c_rgb[None], tf.float32))[:2])
+            how = self.chooser.choose(
+                shape, lambda how: call(self.step_for(*shape, how=how), tf.constant(c_rgb[None], tf.float32))[:2])
         step = self.step_for(*shape, how=how)
 
         def fg(xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
@@ -370,58 +367,6 @@ class Engine:
 
         fg.precision = how  # type: ignore[attr-defined]
         return fg
-
-    def precision_for(self, shape: StepShape, probe: Callable[[Callable], tuple]) -> precision.Precision:
-        """The precision this step shape runs with: as configured, or measured once (``auto``).
-
-        ``probe(step)`` runs ``step`` once on real inputs and returns (loss, gradient).
-        """
-        if self.compute != "auto" and self.compiler != "auto":
-            return precision.Precision(self.compute, self.compiler)
-        key = shape.key
-        if key in self._chosen:
-            return self._chosen[key]
-        if shape.height * shape.width < precision.MEASURE_MIN_PIXELS:  # compile time dominates
-            choice = precision.small_shape(self.compute, self.compiler)
-        else:
-            if self._choices is None:
-                self._choices = precision.ChoiceCache()
-            cache_key = f"{key}|{self.compute}|{self.compiler}"
-            choice = self._choices.get(cache_key) or self._measure(shape, probe, cache_key)
-        self._chosen[key] = choice
-        return choice
-
-    def _measure(self, shape: StepShape, probe: Callable[[Callable], tuple], cache_key: str) -> precision.Precision:
-        """Time each candidate on the real shape; the fastest that agrees with fp32 wins."""
-        timings: dict[precision.Precision, float] = {}
-        refused: list[str] = []
-        reference = None
-        for how in precision.candidates(self.compute, self.compiler):
-            step = self.step_for(*shape, how=how)
-            probe(step)  # compile
-            t0 = time.monotonic()
-            for _ in range(precision.MEASURE_STEPS):
-                loss, grad = probe(step)
-                loss, grad = float(loss), grad.numpy().ravel().astype(np.float64)
-            seconds = (time.monotonic() - t0) / precision.MEASURE_STEPS
-            if reference is None:  # the first candidate is fp32 (or the format asked for): the yardstick
-                reference = (loss, grad)
-                timings[how] = seconds
-                continue
-            cosine = float(grad @ reference[1] / max(np.linalg.norm(grad) * np.linalg.norm(reference[1]), 1e-30))
-            if abs(loss - reference[0]) > precision.LOSS_TOLERANCE * abs(reference[0]) or \
-                    cosine < precision.GRADIENT_COSINE:
-                refused.append(f"{how} (loss {loss:.4g} vs {reference[0]:.4g}, gradient cosine {cosine:.4f})")
-                continue
-            timings[how] = seconds
-        choice = min(timings, key=timings.get)
-        base = timings.get(precision.DEFAULT)
-        log.info("step %dx%d: %s%s → %s%s", shape.width, shape.height,
-                 ", ".join(f"{h} {t:.3f}s" for h, t in timings.items()),
-                 f"; refused {', '.join(refused)}" if refused else "", choice,
-                 f" ({base / timings[choice]:.2f}× fp32/xla)" if base else "")
-        self._choices.put(cache_key, choice)
-        return choice
 
     def evaluate(self, image: np.ndarray, content: LoadedImage, styles: list[tuple[LoadedImage, float]],
                  params: Params) -> dict[str, float]:
