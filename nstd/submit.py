@@ -18,7 +18,7 @@ from nstd.atomic import fsync_dir
 from nstd.config import Config
 from nstd.errors import NstdError
 from nstd.images import decode_image
-from nstd.jobs import IMAGE_EXTS, safe_name
+from nstd.jobs import IMAGE_EXTS, VIDEO_EXTS, safe_name
 from nstd.params import resolve
 
 MAX_STYLES = 8
@@ -40,6 +40,15 @@ def submit(cfg: Config, name: str, content: tuple[str, bytes], styles: list[tupl
     parts = []
     for role, (filename, data) in [("content", content)] + [(f"style{i}", s) for i, s in enumerate(styles, 1)]:
         suffix = Path(filename).suffix.lower()
+        if role == "content" and suffix in VIDEO_EXTS:  # a clip: its first bytes here, the rest in the daemon
+            from nstd.video.clip import check_head
+
+            if len(data) > cfg.limits.input_bytes:
+                raise SubmitError(f"{Path(filename).name}: {len(data):,} bytes is over the limit of "
+                                  f"{cfg.limits.input_bytes:,} (limits.input_bytes)")
+            check_head(data[:512], Path(filename).name)
+            parts.append((role + suffix, data))
+            continue
         if suffix not in IMAGE_EXTS:
             raise SubmitError(f"{Path(filename).name}: not an image nstd reads ({', '.join(sorted(IMAGE_EXTS))})")
         if len(data) > cfg.limits.input_bytes:

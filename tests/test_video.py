@@ -432,3 +432,19 @@ def test_the_engine_adds_the_temporal_term_to_a_frame(engine, tmp_path, style):
     assert "temporal" in held.final and "temporal" not in free.final
     away = [float(np.abs(r.image - start.rgb).mean()) for r in (free, held)]
     assert away[1] < away[0] / 2, away
+
+
+@pytest.mark.unit
+def test_nstd_submit_takes_a_clip_and_refuses_a_text_named_mp4(tmp_path):
+    from nstd.config import parse
+    from nstd.errors import NstdError
+    from nstd.submit import submit
+
+    cfg = parse({"paths": {k: k for k in ("inbox", "outbox", "failed", "archive", "state")}}, "test", tmp_path)
+    cfg.paths.inbox.mkdir()
+    clip = make_clip(tmp_path / "pan.mp4", frames=4)
+    style = make_image(tmp_path / "style.png", (20, 20))
+    job = submit(cfg, "pan", ("pan.mp4", clip.read_bytes()), [("style.png", style.read_bytes())], {"duration": 1})
+    assert sorted(p.name for p in job.iterdir()) == ["content.mp4", "job.yaml", "style1.png"]
+    with pytest.raises(NstdError, match="notes.mp4: the name says MP4, but the file is text"):
+        submit(cfg, "notes", ("notes.mp4", b"shopping list\n" * 10), [("style.png", style.read_bytes())], {})

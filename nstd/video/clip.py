@@ -177,6 +177,19 @@ def sniff(head: bytes) -> str | None:
     return "text" if all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
+def check_head(head: bytes, name: str) -> str | None:
+    """The family of a clip file from its first bytes (None: not one nstd knows, FFmpeg may);
+    a :class:`VideoError` when they say it is no video at all (text, a photo, an empty file)."""
+    family = sniff(head)
+    if family not in OTHER_FAMILIES:
+        return family
+    if family == "empty":
+        raise VideoError(f"{name}: the file is empty; copy the clip again.")
+    said = Path(name).suffix.lower().lstrip(".").upper() or "a clip"
+    raise VideoError(f"{name}: the name says {said}, but the file is {OTHER_FAMILIES[family]}, not a video. Give it "
+                     "its own extension, or export the clip again.")
+
+
 def open_regular(path: Path, max_bytes: int | None) -> BinaryIO:
     """``path`` opened for reading, never through a link, its size checked before a byte is read."""
     try:
@@ -240,15 +253,9 @@ class Clip:
         self._fh = open_regular(p, self.limits.input_bytes)
         head = self._fh.read(512)
         self._fh.seek(0)
-        family = sniff(head)
+        family = check_head(head, p.name)
         said = FAMILY_OF_EXT.get(p.suffix.lower())
         name = p.suffix.lower().lstrip(".").upper() or "a clip"
-        if family in OTHER_FAMILIES:
-            what = OTHER_FAMILIES[family]
-            if family == "empty":
-                raise VideoError(f"{p.name}: the file is empty; copy the clip again.")
-            raise VideoError(f"{p.name}: the name says {name}, but the file is {what}, not a video. Give it its "
-                             "own extension, or export the clip again.")
         if family == "webp" or (family is None and said == "webp"):
             return self._probe_pillow()
         info = self._probe_av(family)
