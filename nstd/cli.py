@@ -181,7 +181,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             else:
                 spec = jobs.load_spec(path.stem, "yaml", path.parent, max_yaml)
             params = resolve({**(cfg.defaults if cfg else {}), **spec.raw_params}, where=path.name)
-            if cfg:
+            from nstd.video.clip import is_clip_path
+
+            if cfg and is_clip_path(spec.content):  # a clip: its header against the limits
+                from nstd.video.clip import Clip, ClipLimits
+
+                with Clip(spec.content, ClipLimits.of(cfg.limits)) as clip:
+                    jobs.check_limits(params, (clip.info.width, clip.info.height), cfg.limits, path.name)
+                    clip.check_length(params.start, params.duration)
+            elif cfg:
                 from nstd.images import load_image
 
                 content = load_image(spec.content, cfg.limits.input_pixels)
