@@ -153,3 +153,24 @@ def test_hostile_clips_fail_naming_the_file_and_keep_their_inputs(tmp_path, thin
         assert (root / "failed" / name / file).read_bytes() == (
             src / (name + (".mkv" if name == "nothing" else ".mp4"))).read_bytes()
     assert not list(inbox.iterdir())
+
+
+def test_nstd_stylize_takes_a_clip_and_writes_video_and_report(tmp_path, thin_mat):
+    import subprocess
+    import sys
+
+    src = make_clip(tmp_path / "walk.mp4", frames=6)
+    style = make_image(tmp_path / "art.png", (36, 36), seed=2)
+    cmd = [sys.executable, "-m", "nstd", "stylize", str(src), str(style), "-o", str(tmp_path / "out.mp4"),
+           "--weights", str(thin_mat), "--size", "48", "--iterations", "4", "--seed", "1",
+           "--set", "frame_iterations=2", "--set", "coarse_iterations=2", "--set", "start=0.04"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "frame 5/5" in done.stderr and "wrote" in done.stderr
+    frames, times, facts = decode(tmp_path / "out.mp4")
+    assert len(frames) == 5 and times[0] == 0.0 and facts["audio"] == "aac"
+    report = yaml.safe_load((tmp_path / "out.report.yaml").read_text())
+    assert report["clip"]["used"]["first_frame"] == 1 and report["clip"]["used"]["frames"] == 5
+    assert not list(tmp_path.glob(".out.mp4.nstd-work"))  # the frames are gone once the video is out
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nstd.errors import NstdError, ParamError
+from nstd.errors import ParamError
 
 
 def work_folder(out: Path) -> Path:
@@ -52,8 +52,9 @@ def cmd_stylize_clip(args: argparse.Namespace) -> int:
     styles = [(load_image(Path(s), args.max_pixels), 1.0) for s in args.styles]
     with Clip(content, ClipLimits(args.max_pixels, float("inf"), 10**9)) as clip:
         info = clip.info
-        print(f"nstd: {content.name}: {info.codec} {info.width}x{info.height}, {info.fps:.3g} fps, "
-              f"{'?' if info.duration is None else f'{info.duration:.2f}'} s{', sound ' + info.audio if info.audio else ''}",
+        seconds = "?" if info.duration is None else f"{info.duration:.2f}"
+        sound = f", sound {info.audio}" if info.audio else ""
+        print(f"nstd: {content.name}: {info.codec} {info.width}x{info.height}, {info.fps:.3g} fps, {seconds} s{sound}",
               file=sys.stderr)
         t0 = time.monotonic()
         weights = load_weights(args.weights)
@@ -93,5 +94,3 @@ def json_key(params: Any) -> str:
 
     return json.dumps(params.as_dict(), sort_keys=True, default=str)
 
-
-__all__ = ["cmd_stylize_clip", "NstdError"]
