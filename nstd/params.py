@@ -75,9 +75,10 @@ class Params:
 
 
 OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "laplacian_weight",
-                  "normalize", "strength", "pooling", "style_scale")
+                  "normalize", "strength", "pooling", "style_scale", "temporal_weight")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
-               "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size")
+               "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size",
+               "frame_iterations")
 
 #: Solver recipes. ``fast`` is the measured best time-to-quality on CPU (see bench/).
 SOLVERS: dict[str, dict[str, Any]] = {
