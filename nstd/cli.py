@@ -50,7 +50,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from nstd.engine.regions import describe as describe_regions
     from nstd.engine.regions import load_regions
     from nstd.images import FORMATS, load_image, save_image
-    from nstd.params import parse_set, resolve
+    from nstd.params import fit_print, parse_set, resolve
     from nstd.report import job_report, write_report
 
     from nstd.video.clip import is_clip_path
@@ -73,6 +73,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     raw.update(parse_set(args.set or []))
     params = resolve(raw, where="nstd stylize")
     content = load_image(Path(args.content), args.max_pixels)
+    params = fit_print(params, content.size, where="nstd stylize")
     styles = [(load_image(Path(s), args.max_pixels), 1.0) for s in args.styles]
     regions = load_regions(parse_region_args(args.region or []), lambda p: load_image(p, args.max_pixels))
     if not styles and not regions:
@@ -90,7 +91,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     bar = ProgressLine()
     result = engine.stylize(content, styles, params, init_image=init_image, progress=bar, regions=regions)
     bar.close()
-    written = save_image(out, result.image, result.alpha)
+    written = save_image(out, result.image, result.alpha, dpi=params.dpi, quality=params.jpeg_quality)
     report = job_report(status="done", result=result, params=params, content=content, styles=styles,
                         **describe_regions(regions),
                         weights=weights, output=str(written), device=engine.device,
@@ -161,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config and any job YAML files; say exactly what is wrong."""
     from nstd import jobs
-    from nstd.params import resolve
+    from nstd.params import fit_print, layered, resolve
 
     problems = 0
     cfg = None
@@ -180,7 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 spec = jobs.load_spec(path.parent.name, "folder", path.parent.parent, max_yaml)
             else:
                 spec = jobs.load_spec(path.stem, "yaml", path.parent, max_yaml)
-            params = resolve({**(cfg.defaults if cfg else {}), **spec.raw_params}, where=path.name)
+            params = resolve(layered(cfg.defaults if cfg else {}, spec.raw_params), where=path.name)
             from nstd.video.clip import is_clip_path
 
             if cfg and is_clip_path(spec.content):  # a clip: its header against the limits
@@ -193,6 +194,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 from nstd.images import load_image
 
                 content = load_image(spec.content, cfg.limits.input_pixels)
+                params = fit_print(params, content.size, cfg.limits.size, path.name)
                 jobs.check_limits(params, content.size, cfg.limits, path.name)
             print(f"ok: job {path} (content {spec.content.name}, {len(spec.styles)} style(s))")
         except NstdError as exc:

@@ -33,7 +33,7 @@ class Paths:
 
 @dataclass(frozen=True)
 class Limits:
-    size: int = 2048
+    size: int = 4096
     iterations: int = 5000
     input_pixels: int = 50_000_000
     input_bytes: int = 200_000_000

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from nstd.atomic import write_atomic, write_new
 from nstd.errors import ImageError
@@ -117,22 +119,66 @@ def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
     return Image.fromarray(np.concatenate([pixels, a], axis=2), "RGBA")
 
 
-def encode(rgb: np.ndarray, alpha: np.ndarray | None, suffix: str) -> bytes:
-    """Encode for the output extension; JPEG has no alpha, so it is dropped there."""
+#: TIFF is written LZW-compressed (lossless, read by every print workflow) where Pillow has libtiff.
+TIFF_COMPRESSION = "tiff_lzw"
+#: The ICC header's creation date (bytes 24–35), fixed: lcms stamps the current time, and the
+#: same job must give the same bytes.
+_ICC_DATE = struct.pack(">6H", 2000, 1, 1, 0, 0, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes | None:
+    """The sRGB ICC profile embedded in every result (None where Pillow lacks littlecms)."""
+    try:
+        from PIL import ImageCms
+    except ImportError:  # pragma: no cover - every Pillow wheel has it
+        return None
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[24:36] = _ICC_DATE
+    return bytes(data)
+
+
+def _resolution_exif(dpi: float) -> bytes:
+    """EXIF with X/YResolution in inches: WebP's only place for a DPI."""
+    exif = Image.Exif()
+    exif[0x011A] = exif[0x011B] = dpi  # XResolution, YResolution
+    exif[0x0128] = 2  # ResolutionUnit: inch
+    return exif.tobytes()
+
+
+def encode(rgb: np.ndarray, alpha: np.ndarray | None, suffix: str, *, dpi: float | None = None,
+           quality: int = 95) -> bytes:
+    """Encode for the output extension, print-ready: an sRGB ICC profile in every format;
+    with ``dpi``, the resolution (PNG pHYs, JPEG JFIF density, TIFF resolution tags, WebP
+    EXIF). ``quality`` is JPEG's. JPEG has no alpha, so it is dropped there."""
     fmt = FORMATS.get(suffix.lower())
     if fmt is None:
         raise ImageError(f"output extension {suffix!r} is not supported; use one of {', '.join(sorted(FORMATS))}.")
     im = to_pil(rgb, None if fmt == "JPEG" else alpha)
     buf = io.BytesIO()
-    kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    kwargs: dict = {}
+    icc = srgb_profile()
+    if icc is not None:
+        kwargs["icc_profile"] = icc
+    if fmt == "JPEG":
+        kwargs["quality"] = int(quality)
+    elif fmt == "WEBP":
+        kwargs["quality"] = 95
+    elif fmt == "TIFF" and features.check("libtiff"):
+        kwargs["compression"] = TIFF_COMPRESSION
+    if dpi is not None:
+        if fmt == "WEBP":
+            kwargs["exif"] = _resolution_exif(dpi)
+        else:  # JFIF density is a whole number; PNG stores pixels per metre; TIFF a rational
+            kwargs["dpi"] = (round(dpi), round(dpi)) if fmt == "JPEG" else (dpi, dpi)
     im.save(buf, fmt, **kwargs)
     return buf.getvalue()
 
 
 def save_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, *, overwrite: bool = True,
-               mode: int | None = None) -> Path:
+               mode: int | None = None, dpi: float | None = None, quality: int = 95) -> Path:
     """Write atomically; with ``overwrite=False`` pick ``NAME-1.EXT`` etc. instead."""
-    data = encode(rgb, alpha, Path(path).suffix)
+    data = encode(rgb, alpha, Path(path).suffix, dpi=dpi, quality=quality)
     writer = write_atomic if overwrite else write_new
     return writer(Path(path), lambda fh: fh.write(data), mode)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -20,6 +21,64 @@ from nstd.errors import ParamError
 from nstd.untrusted import short
 
 ORIGIN_STYLE_LAYERS = (("conv1_1", 0.2), ("conv2_1", 0.2), ("conv3_1", 0.2), ("conv4_1", 0.2), ("conv5_1", 0.2))
+
+#: Inches per unit of a print-size length.
+INCHES = {"in": 1.0, "cm": 1 / 2.54, "mm": 1 / 25.4}
+UNIT_NAMES = {"in": "in", "inch": "in", "inches": "in", '"': "in", "cm": "cm", "mm": "mm"}
+PRINT_FORMS = ("12x8in@300dpi (fitted inside 12 × 8 in, keeping the photo's shape), 24in@300dpi (24 in wide), "
+               "x8in@300dpi (8 in high), or a mapping {width: 24in, height: 16in, dpi: 300} (either side or both); "
+               "units in, cm or mm")
+
+
+@dataclass(frozen=True)
+class Length:
+    """A print-size length as the user gave it: ``value`` in ``unit`` (in, cm or mm)."""
+
+    value: float
+    unit: str
+
+    @property
+    def inches(self) -> float:
+        return self.value * INCHES[self.unit]
+
+    def __str__(self) -> str:
+        return f"{self.value:g}{self.unit}"
+
+
+@dataclass(frozen=True)
+class PrintSize:
+    """A print-size request: a width, a height or both (a box the picture fits inside), at ``dpi``."""
+
+    width: Length | None
+    height: Length | None
+    dpi: float
+
+    def longest_side(self, width: int, height: int) -> int:
+        """Pixels on the long side of a ``width``×``height`` photo printed this way."""
+        scales = []
+        if self.width is not None:
+            scales.append(self.width.inches * self.dpi / width)
+        if self.height is not None:
+            scales.append(self.height.inches * self.dpi / height)
+        # floor: with a box, neither side may come out a pixel over it
+        return max(1, math.floor(max(width, height) * min(scales) + 1e-6))
+
+    def describe(self, width: int, height: int) -> str:
+        """'a 36×24 in print at 300 dpi' for a ``width``×``height`` photo."""
+        unit = (self.width or self.height).unit  # type: ignore[union-attr]
+        longest = self.longest_side(width, height)
+        w, h = (longest * width / max(width, height), longest * height / max(width, height))
+        per = self.dpi * INCHES[unit]
+        return f"a {round(w / per, 1):g}×{round(h / per, 1):g} {unit} print at {self.dpi:g} dpi"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.width is not None:
+            out["width"] = str(self.width)
+        if self.height is not None:
+            out["height"] = str(self.height)
+        out["dpi"] = int(self.dpi) if self.dpi == int(self.dpi) else self.dpi
+        return out
 
 
 @dataclass(frozen=True)
@@ -55,6 +114,9 @@ class Params:
     tile_size: int | None = None
     # output
     size: int | None = 512
+    print: PrintSize | None = None  # sets size (with the photo's shape, see fit_print) and dpi
+    dpi: float = 72.0  # written into PNG, JPEG, TIFF (and WebP's EXIF)
+    jpeg_quality: int = 95
     seed: int | None = None
     preserve_colors: str | None = None  # luminance | histogram
     preview_every: int = 0
@@ -71,11 +133,14 @@ class Params:
         for key in ("content_layers", "style_layers"):
             out[key] = {name: float(w) for name, w in getattr(self, key)}
         out["scales"] = list(self.scales)
+        out["print"] = self.print.as_dict() if self.print is not None else None
         return out
 
 
 OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight", "laplacian_weight",
                   "normalize", "strength", "pooling", "style_scale", "temporal_weight")
+#: Keys that change only how the result is written, never the picture's pixels.
+ENCODING_KEYS = ("dpi", "jpeg_quality")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
                "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size",
                "frame_iterations")
@@ -200,6 +265,66 @@ def _init(key: str, v: Any) -> str:
     return v
 
 
+_NUM = r"(\d+(?:\.\d*)?|\.\d+)"
+_UNIT = r"(inches|inch|in|cm|mm|\")?"
+_SHORT_PRINT = re.compile(rf"^(?:{_NUM}\s*{_UNIT})?\s*(?:[x×]\s*{_NUM}\s*{_UNIT})?\s*(?:@\s*{_NUM}\s*(?:dpi|ppi))?$",
+                          re.IGNORECASE)
+_LENGTH = re.compile(rf"^{_NUM}\s*{_UNIT}$", re.IGNORECASE)
+
+
+def _dpi_value(key: str, v: Any) -> float:
+    if isinstance(v, str):
+        m = re.fullmatch(rf"\s*{_NUM}\s*(?:dpi|ppi)?\s*", v, re.IGNORECASE)
+        v = float(m.group(1)) if m else v
+    return _number(1, 10_000)(key, v)
+
+
+def _length(key: str, v: Any, text: Any) -> Length:
+    m = _LENGTH.match(v.strip()) if isinstance(v, str) else None
+    if m is None or m.group(2) is None:
+        raise ParamError(f"'{key}' = {short(v)} in {short(text)} is not a length: give a number and a unit, like "
+                         f"24in, 61cm or 610mm. Accepted forms: {PRINT_FORMS}.")
+    return _side(key, float(m.group(1)), m.group(2), text)
+
+
+def _side(key: str, value: float, unit: str, text: Any) -> Length:
+    if not 0 < value <= 100_000:
+        raise ParamError(f"'{key}' = {short(text)}: each side must be more than 0 (and at most 100000). "
+                         f"Accepted forms: {PRINT_FORMS}.")
+    return Length(value, UNIT_NAMES[unit.lower()])
+
+
+def _print(key: str, v: Any) -> tuple[Length | None, Length | None, float | None] | None:
+    """``print``: (width, height, dpi or None) as given; :func:`resolve` fills the dpi in."""
+    if v is None:
+        return None
+    if isinstance(v, Mapping):
+        unknown = [str(k) for k in v if k not in ("width", "height", "dpi")]
+        if unknown:
+            raise ParamError(f"'{key}': unknown key {short(unknown[0])} in {short(v)}; a print size has width, "
+                             f"height and dpi. Accepted forms: {PRINT_FORMS}.")
+        width = _length(f"{key}.width", v["width"], v) if v.get("width") is not None else None
+        height = _length(f"{key}.height", v["height"], v) if v.get("height") is not None else None
+        dpi = _dpi_value(f"{key}.dpi", v["dpi"]) if v.get("dpi") is not None else None
+    elif isinstance(v, str):
+        m = _SHORT_PRINT.match(v.strip())
+        if m is None or (m.group(1) is None and m.group(3) is None):
+            raise ParamError(f"'{key}' = {short(v)} is not a print size. Accepted forms: {PRINT_FORMS}.")
+        w, w_unit, h, h_unit, dpi_text = m.groups()
+        if (h_unit or w_unit) is None:
+            raise ParamError(f"'{key}' = {short(v)} has no unit. Accepted forms: {PRINT_FORMS}.")
+        width = _side(key, float(w), w_unit or h_unit, v) if w is not None else None
+        height = _side(key, float(h), h_unit or w_unit, v) if h is not None else None
+        dpi = float(dpi_text) if dpi_text is not None else None
+        if dpi is not None and not 1 <= dpi <= 10_000:
+            raise ParamError(f"'{key}' = {short(v)}: the dpi must be 1 to 10000. Accepted forms: {PRINT_FORMS}.")
+    else:
+        raise ParamError(f"'{key}' = {short(v)} is not a print size. Accepted forms: {PRINT_FORMS}.")
+    if width is None and height is None:
+        raise ParamError(f"'{key}' = {short(v)} gives neither a width nor a height. Accepted forms: {PRINT_FORMS}.")
+    return width, height, dpi
+
+
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "content_layers": _layers,
     "style_layers": _layers,
@@ -227,6 +352,9 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "time_limit": _number(0.1, none_ok=True),
     "tile_size": _number(128, 65536, integer=True, none_ok=True),
     "size": _number(16, 65536, integer=True, none_ok=True),
+    "print": _print,
+    "dpi": _dpi_value,
+    "jpeg_quality": _number(1, 100, integer=True),
     "seed": _number(0, 2**32 - 1, integer=True, none_ok=True),
     "preserve_colors": _colours,
     "preview_every": _number(0, integer=True),
@@ -262,8 +390,18 @@ def resolve(raw: Mapping[str, Any], where: str = "parameters", extra_keys: tuple
                              "strength sets the content and style weights.")
         if explicit_weights:
             merged["strength"] = None  # the preset's strength gives way to the user's own weights
+        if raw.get("print") is not None and "size" in raw:
+            raise ParamError("give either 'size' or 'print', not both: a print size sets the size.")
         merged.update({k: v for k, v in raw.items() if k in CHECKS})
         values = {k: CHECKS[k](k, v) for k, v in merged.items()}
+        if values.get("print") is not None:
+            width, height, dpi = values["print"]
+            if dpi is None:
+                if "dpi" not in values:
+                    raise ParamError(f"'print' = {short(raw['print'])} needs a dpi: add it (e.g. 12x8in@300dpi, or "
+                                     "dpi: 300 in the mapping) or set 'dpi'.")
+                dpi = values["dpi"]
+            values["print"], values["dpi"], values["size"] = PrintSize(width, height, dpi), dpi, None
         if values.get("strength") is not None:
             if not values.get("normalize"):
                 raise ParamError("'strength' needs the normalised objective (normalize: true, as in preset "
@@ -272,6 +410,34 @@ def resolve(raw: Mapping[str, Any], where: str = "parameters", extra_keys: tuple
     except ParamError as exc:
         raise ParamError(f"{where}: {exc}") from None
     return Params(**values)
+
+
+def layered(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter layers merged, later ones winning (built-in options < config defaults < the
+    job). ``size`` and ``print`` are one choice: a layer that gives either replaces both."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        if "size" in layer or "print" in layer:
+            out.pop("size", None)
+            out.pop("print", None)
+        out.update(layer)
+    return out
+
+
+def fit_print(params: Params, content_size: tuple[int, int], largest: int | None = None,
+              where: str = "parameters") -> Params:
+    """``params`` with a print-size request turned into ``size`` for this photo: the long side
+    in pixels. Refused, with what to change, when that is over ``largest`` (limits.size)."""
+    if params.print is None:
+        return params
+    size = params.print.longest_side(*content_size)
+    if largest is not None and size > largest:
+        fits = math.floor(params.print.dpi * largest / size)
+        hint = f" (at this print size, {fits} dpi fits)" if fits >= 1 else ""
+        raise ParamError(f"{where}: {params.print.describe(*content_size)} is {size} px on its long side, over "
+                         f"limits.size {largest}; ask for a lower dpi{hint} or a smaller print, or raise "
+                         "limits.size.")
+    return dataclasses.replace(params, size=size)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -45,6 +45,10 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
         history.append(result.history[-1])
     iters = result.iterations if result else 0
     opt = result.timings.get("optimize", 0.0) if result else 0.0
+    out_size = list(result.shapes[-1]) if result and result.shapes else None
+    upscaled = None  # the engine resizes the photo to each scale with Lanczos, up as well as down
+    if out_size and max(out_size) > max(content.size):
+        upscaled = {"from": list(content.size), "to": out_size, "method": "lanczos"}
     report = {
         "status": status,
         "output": output,
@@ -59,6 +63,7 @@ def job_report(*, status: str, result: Any, params: Any, content: Any, styles: l
         "evaluations": result.evaluations if result else 0,
         "stopped_by": result.stopped_by if result else None,
         "shapes": [list(s) for s in result.shapes] if result else [],
+        "upscaled": upscaled,
         "notes": list(result.notes) if result else [],
         "timings": {**(result.timings if result else {}), **(timings or {}),
                     "seconds_per_iteration": round(opt / iters, 4) if iters else None},

@@ -21,8 +21,8 @@ from nstd.config import Config
 from nstd.engine.regions import describe as describe_regions
 from nstd.engine.regions import load_regions
 from nstd.errors import NstdError
-from nstd.images import encode
-from nstd.params import resolve
+from nstd.images import encode, fit_size
+from nstd.params import ENCODING_KEYS, fit_print, layered, resolve
 from nstd.workitem import WorkItem
 
 DONE, STOPPED, FAILED, TRANSIENT, CRASHED, GONE, LOST = "done", "stopped", "failed", "transient", "crashed", "gone", \
@@ -92,8 +92,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def params_key(params: Any) -> str:
-    """A checkpoint belongs to exactly these parameters."""
-    return json.dumps(params.as_dict(), sort_keys=True, default=str)
+    """A checkpoint belongs to exactly these parameters: those that shape the picture (a
+    print request counts through the size it gave; dpi and JPEG quality only label the file)."""
+    shaping = {k: v for k, v in params.as_dict().items() if k not in ENCODING_KEYS + ("print",)}
+    return json.dumps(shaping, sort_keys=True, default=str)
 
 
 def run_job(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: Hooks | None = None) -> Outcome:
@@ -136,7 +138,7 @@ def read_inputs(item: WorkItem, cfg: Config) -> JobInputs:
     say("claimed (form %s, folder %s, waited %.1fs)", meta.form, meta.rel, time.time() - meta.arrived)
     spec = jobs.load_spec(meta.name, meta.form, item.inputs, cfg.limits.yaml_bytes)
     source = spec.content.parent.name if meta.form == "folder" else meta.name
-    params = resolve({"preview_every": cfg.output.preview_every, **cfg.defaults, **spec.raw_params},
+    params = resolve(layered({"preview_every": cfg.output.preview_every}, cfg.defaults, spec.raw_params),
                      where=f"{source} parameters")
 
     def load(path: Path) -> Any:
@@ -145,6 +147,7 @@ def read_inputs(item: WorkItem, cfg: Config) -> JobInputs:
     content = load(spec.content)
     styles = [(load(p), w) for p, w in spec.styles]
     regions = load_regions(spec.regions, load)
+    params = fit_print(params, content.size, cfg.limits.size, source)
     jobs.check_limits(params, content.size, cfg.limits, source, spec.content.name)
     init_image = None
     if params.init not in ("noise", "content", "style"):
@@ -153,6 +156,11 @@ def read_inputs(item: WorkItem, cfg: Config) -> JobInputs:
         ", ".join(f"{p.name} (weight {w:g})" for p, w in spec.styles))
     say("parameters: preset %s, solver %s, size %s, iterations %d, seed %s", params.preset, params.solver,
         params.size, params.iterations, params.seed)
+    if params.print is not None:
+        say("print %s: size %d at %g dpi", params.print.describe(*content.size), params.size, params.dpi)
+    out_size = fit_size(*content.size, params.size)
+    if max(out_size) > max(content.size):
+        say("the photo is upscaled from %dx%d to %dx%d (Lanczos) before it is stylized", *content.size, *out_size)
     return JobInputs(spec, params, content, styles, regions, init_image)
 
 
@@ -229,8 +237,8 @@ def publish(item: WorkItem, engine: Any, weights: Any, inputs: JobInputs, result
     item.save()
     relocate_inputs(report, item.inputs, target)
     out_name = Path(spec.output_name).stem if spec.output_name else meta.name
-    outbox.publish(item.path, cfg, out_name, meta.rel, encode(result.image, result.alpha, ext), ext, report,
-                   item.log.text())
+    data = encode(result.image, result.alpha, ext, dpi=inputs.params.dpi, quality=inputs.params.jpeg_quality)
+    outbox.publish(item.path, cfg, out_name, meta.rel, data, ext, report, item.log.text())
     return finish(item, cfg)
 
 

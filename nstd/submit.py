@@ -19,7 +19,7 @@ from nstd.config import Config
 from nstd.errors import NstdError
 from nstd.images import decode_image
 from nstd.jobs import IMAGE_EXTS, VIDEO_EXTS, safe_name
-from nstd.params import resolve
+from nstd.params import layered, resolve
 
 MAX_STYLES = 8
 
@@ -36,7 +36,7 @@ def submit(cfg: Config, name: str, content: tuple[str, bytes], styles: list[tupl
         raise SubmitError("a job needs at least one style image")
     if len(styles) > MAX_STYLES:
         raise SubmitError(f"{len(styles)} style images is over the limit of {MAX_STYLES}")
-    resolve({**cfg.defaults, **raw}, where="the job's parameters")
+    resolve(layered(cfg.defaults, raw), where="the job's parameters")
     parts = []
     for role, (filename, data) in [("content", content)] + [(f"style{i}", s) for i, s in enumerate(styles, 1)]:
         suffix = Path(filename).suffix.lower()

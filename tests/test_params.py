@@ -99,7 +99,7 @@ def test_every_parameter_is_in_exactly_one_group():
 
     from nstd.params import OBJECTIVE_KEYS, SOLVER_KEYS, Params
 
-    output = {"size", "seed", "preserve_colors", "preview_every", "preset", "solver",
+    output = {"size", "print", "dpi", "jpeg_quality", "seed", "preserve_colors", "preview_every", "preset", "solver",
               "start", "duration"}  # start, duration: the part of a clip
     fields = {f.name for f in dataclasses.fields(Params)}
     groups = [set(OBJECTIVE_KEYS), set(SOLVER_KEYS), output]

@@ -1,0 +1,288 @@
+"""Print-ready output (issue 24): a print-size request, the DPI and an sRGB profile in every
+format, TIFF output, JPEG quality, and a photo smaller than the print upscaled and reported."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageCms, features
+
+from nstd import config
+from nstd.errors import ConfigError, ParamError
+from nstd.images import encode, save_image, srgb_profile
+from nstd.params import fit_print, layered, parse_set, resolve
+from tests.conftest import make_image
+
+ROOT = Path(__file__).resolve().parents[1]
+LANDSCAPE, PORTRAIT = (3000, 2000), (2000, 3000)
+
+
+def long_side(raw, photo=LANDSCAPE) -> int:
+    return fit_print(resolve(raw), photo).size
+
+
+# --- the request ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, landscape, portrait", [
+    ("12x8in@300dpi", 3600, 2400),  # a box: the photo fits inside it, its shape kept
+    ("12 × 8 in @ 300 dpi", 3600, 2400),
+    ("12inx8in@300dpi", 3600, 2400),
+    ("12.5x8in@300ppi", 3600, 2400),  # landscape: 8 in high limits it, 12 in wide is not reached
+    ("24in@300dpi", 7200, 10800),  # one length: the width
+    ("x8in@300dpi", 3600, 2400),  # the height only
+    ("30x20cm@254dpi", 3000, 2000),  # 30 cm at 254 dpi is exactly 3000 px
+    ("300x200mm@254dpi", 3000, 2000),
+    ({"width": "24in", "dpi": 300}, 7200, 10800),
+    ({"height": "16 in", "dpi": "300dpi"}, 7200, 4800),
+    ({"width": "30cm", "height": "20cm", "dpi": 254}, 3000, 2000),
+])
+def test_a_print_request_parses_in_every_form_and_fits_the_photo(value, landscape, portrait):
+    params = resolve({"print": value})
+    assert params.dpi == 300 or params.dpi == 254
+    assert long_side({"print": value}, LANDSCAPE) == landscape
+    assert long_side({"print": value}, PORTRAIT) == portrait
+
+
+def test_a_box_is_never_overshot_on_either_side():
+    from nstd.images import fit_size
+
+    for photo in [(1000, 700), (700, 1000), (1234, 567), (999, 1001)]:
+        size = long_side({"print": "12x8in@300dpi"}, photo)
+        w, h = fit_size(*photo, size)
+        assert w <= 3600 and h <= 2400 and (w == 3600 or h == 2400 or abs(w - 3600) <= 1 or abs(h - 2400) <= 1)
+
+
+def test_set_values_and_config_defaults_take_the_same_forms(tmp_path):
+    assert long_side(parse_set(["print=12x8in@300dpi"])) == 3600
+    assert long_side(parse_set(["print={width: 24in, dpi: 300}"])) == 7200
+    cfg = config.load(write_config(tmp_path, {"defaults": {"print": "30x20cm@254dpi"}}))
+    assert long_side(layered(cfg.defaults, {})) == 3000
+
+
+def test_the_dpi_comes_from_the_request_or_else_the_dpi_key():
+    assert resolve({"print": "12x8in@300dpi", "dpi": 150}).dpi == 300  # the request's own wins
+    assert long_side({"print": "12x8in", "dpi": 150}) == 1800
+    with pytest.raises(ParamError, match="needs a dpi"):
+        resolve({"print": "12x8in"})
+    assert resolve({}).dpi == 72 and resolve({"dpi": "300dpi"}).dpi == 300
+
+
+def test_size_and_print_are_one_choice_across_layers(tmp_path):
+    with pytest.raises(ParamError, match="either 'size' or 'print'"):
+        resolve({"size": 512, "print": "12x8in@300dpi"})
+    with pytest.raises(ConfigError, match="either 'size' or 'print'"):
+        config.load(write_config(tmp_path, {"defaults": {"size": 512, "print": "12x8in@300dpi"}}))
+    # a job's print replaces the config's size, and a job's size the config's print
+    assert long_side(layered({"size": 512}, {"print": "12x8in@300dpi"})) == 3600
+    params = resolve(layered({"print": "12x8in@300dpi"}, {"size": 640}))
+    assert params.print is None and params.size == 640
+    assert resolve(layered({"size": 512}, {"print": None})).size == 512
+
+
+@pytest.mark.parametrize("value, needle, shown", [
+    ("12x8@300dpi", "has no unit", "'12x8@300dpi'"),
+    ("big", "is not a print size", "'big'"),
+    ("x@300dpi", "is not a print size", "'x@300dpi'"),
+    ("12x8in@0dpi", "dpi must be 1 to 10000", "'12x8in@0dpi'"),
+    ("0x8in@300dpi", "more than 0", "'0x8in@300dpi'"),
+    (12, "is not a print size", "= 12 "),
+    ({"width": 24, "dpi": 300}, "is not a length", "'print.width' = 24 in {'width': 24, 'dpi': 300}"),
+    ({"widht": "24in", "dpi": 300}, "unknown key 'widht'", "{'widht': '24in', 'dpi': 300}"),
+    ({"dpi": 300}, "neither a width nor a height", "{'dpi': 300}"),
+])
+def test_a_bad_request_names_the_value_and_the_accepted_forms(value, needle, shown):
+    with pytest.raises(ParamError) as info:
+        resolve({"print": value})
+    text = str(info.value)
+    assert needle in text and shown in text, text
+    assert "Accepted forms: 12x8in@300dpi" in text and "units in, cm or mm" in text, text
+
+
+def test_a_print_over_limits_size_is_refused_with_what_to_change():
+    params = resolve({"print": "36x24in@300dpi"})
+    with pytest.raises(ParamError) as info:
+        fit_print(params, LANDSCAPE, 4096, "poster.yaml")
+    assert str(info.value).startswith(
+        "poster.yaml: a 36×24 in print at 300 dpi is 10800 px on its long side, over limits.size 4096; ask for "
+        "a lower dpi (at this print size, 113 dpi fits) or a smaller print, or raise limits.size.")
+    assert fit_print(resolve({"print": "36x24in@113dpi"}), LANDSCAPE, 4096).size == 4068  # the hint holds
+    # one side given: the message names the whole print the photo makes
+    with pytest.raises(ParamError, match="a 61×40.7 cm print at 300 dpi is 7204 px"):
+        fit_print(resolve({"print": {"width": "61cm", "dpi": 300}}), LANDSCAPE, 4096)
+
+
+def test_the_default_limit_allows_4096_px():
+    assert config.Limits().size == 4096
+    assert yaml.safe_load((ROOT / "config.yaml").read_text())["limits"]["size"] == 4096
+
+
+# --- the files ----------------------------------------------------------------------------
+
+
+FORMATS = [".png", ".jpg", ".jpeg", ".tif", ".tiff"] + ([".webp"] if features.check("webp") else [])
+
+
+def written_dpi(im: Image.Image) -> tuple[float, float]:
+    if im.format == "WEBP":  # WebP has no density field: it is in the EXIF
+        exif = im.getexif()
+        assert exif.get(0x0128) == 2  # inches
+        return float(exif[0x011A]), float(exif[0x011B])
+    return im.info["dpi"]
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+@pytest.mark.parametrize("with_alpha", [False, True])
+def test_every_format_carries_the_dpi_and_an_srgb_profile(tmp_path, ext, with_alpha):
+    rng = np.random.default_rng(0)
+    rgb = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    alpha = np.full((30, 40), 128, np.float32) if with_alpha else None
+    out = save_image(tmp_path / f"out{ext}", rgb, alpha, dpi=300)
+    im = Image.open(out)
+    assert written_dpi(im) == pytest.approx((300, 300), abs=0.01)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+    assert profile.profile.xcolor_space.strip() == "RGB"
+    im.load()
+    if ext in (".tif", ".tiff"):
+        assert im.format == "TIFF" and im.info["compression"] != "raw"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), np.rint(rgb).astype(np.uint8))  # lossless
+    plain = Image.open(save_image(tmp_path / f"plain{ext}", rgb, alpha))  # no dpi asked: the profile still
+    assert "icc_profile" in plain.info
+
+
+def test_the_same_picture_gives_the_same_bytes_though_the_profile_is_made_anew():
+    rgb = np.full((16, 16, 3), 100, np.float32)
+    srgb_profile.cache_clear()
+    first = encode(rgb, None, ".png", dpi=300)
+    time.sleep(1.1)  # littlecms stamps the profile with the time of day
+    srgb_profile.cache_clear()
+    assert encode(rgb, None, ".png", dpi=300) == first
+
+
+def test_jpeg_quality_is_a_parameter_and_changes_the_file():
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32)
+    rgb = np.stack([127 + 100 * np.sin(x / 5), 127 + 100 * np.cos(y / 7), (x + y) * 2], axis=-1)
+    assert resolve({}).jpeg_quality == 95
+    low, high = (encode(rgb, None, ".jpg", quality=resolve({"jpeg_quality": q}).jpeg_quality) for q in (30, 95))
+    assert len(low) < len(high) * 0.8
+    error = [np.abs(np.asarray(Image.open(io.BytesIO(b)), np.float32) - np.rint(rgb)).mean() for b in (low, high)]
+    assert error[0] > error[1] * 1.5
+    for bad in (0, 101, 50.5, True, "high"):
+        with pytest.raises(ParamError, match="jpeg_quality"):
+            resolve({"jpeg_quality": bad})
+
+
+def test_dpi_and_jpeg_quality_never_invalidate_a_checkpoint():
+    from nstd.runner import params_key
+
+    base = params_key(resolve({"size": 3600}))
+    assert params_key(resolve({"size": 3600, "dpi": 300, "jpeg_quality": 80})) == base
+    assert params_key(fit_print(resolve({"print": "12x8in@300dpi"}), LANDSCAPE)) == base
+    assert params_key(resolve({"size": 3000})) != base
+
+
+# --- through the daemon and the CLI ---------------------------------------------------------
+
+
+def write_config(root: Path, overrides: dict) -> Path:
+    """The test daemon's config (defaults: size 32; limits.size 256); ``defaults`` replaced if given."""
+    from tests.daemon_harness import write_config as harness_config
+
+    weights = root / "weights.npz"  # the engine is a double: any readable file will do
+    weights.touch()
+    path = harness_config(root, weights, **{k: v for k, v in overrides.items() if k != "defaults"})
+    if "defaults" in overrides:
+        raw = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**raw, "defaults": overrides["defaults"]}))
+    return path
+
+
+class Engine:
+    """A test double: a grey picture of the size the params ask for; it records the params."""
+
+    device = "test double"
+
+    def __init__(self) -> None:
+        self.params = None
+
+    def stylize(self, content, styles, params, **kw):
+        from nstd.engine.stylize import Result
+        from nstd.images import fit_size
+
+        self.params = params
+        w, h = fit_size(*content.size, params.size)
+        loss = {"loss": 1.0, "content": 0.5, "style": 0.5, "tv": 0.0}
+        return Result(np.full((h, w, 3), 128, np.float32), None, 1, loss, loss, [], 1, 1, "iterations",
+                      {"total": 0.01}, [(w // 2, h // 2), (w, h)])
+
+
+def run_daemon_job(tmp_path, job: dict) -> tuple[config.Config, Engine]:
+    from nstd import jobs
+    from nstd.scanner import Pending
+    from tests.test_worker import worker
+
+    cfg = config.load(write_config(tmp_path, {}))
+    for p in (cfg.paths.inbox, cfg.paths.outbox, cfg.paths.failed, cfg.paths.archive, cfg.paths.state / "work"):
+        p.mkdir(parents=True, exist_ok=True)
+    make_image(cfg.paths.inbox / "c.png", (48, 36), seed=1)
+    make_image(cfg.paths.inbox / "s.png", seed=2)
+    (cfg.paths.inbox / "x.yaml").write_text(yaml.safe_dump({"content": "c.png", "style": "s.png", **job}))
+    engine = Engine()
+    w, handoff, _ = worker(cfg, engine)
+    handoff.publish([Pending([c for c in jobs.discover(cfg.paths.inbox) if c.name == "x"][0], 5.0)], [])
+    assert w.loop(now=0.0)
+    return cfg, engine
+
+
+def test_a_daemon_job_prints_upscaled_to_the_requested_size_with_its_dpi(tmp_path):
+    cfg, engine = run_daemon_job(tmp_path, {"print": "2x2in@48dpi", "output": "x.jpg", "jpeg_quality": 40})
+    assert engine.params.size == 96 and engine.params.dpi == 48  # 2 in at 48 dpi, over the config's size 32
+    out = cfg.paths.outbox / "x.jpg"
+    im = Image.open(out)
+    assert im.size == (96, 72) and im.info["dpi"] == (48, 48) and "icc_profile" in im.info
+    grey = np.full((72, 96, 3), 128, np.float32)
+    assert out.read_bytes() == encode(grey, None, ".jpg", dpi=48, quality=40)  # the job's quality was used
+    report = yaml.safe_load((cfg.paths.outbox / "x.report.yaml").read_text())
+    assert report["upscaled"] == {"from": [48, 36], "to": [96, 72], "method": "lanczos"}
+    p = report["parameters"]
+    assert p["print"] == {"width": "2in", "height": "2in", "dpi": 48} and p["size"] == 96 and p["dpi"] == 48
+    assert "upscaled from 48x36 to 96x72" in (cfg.paths.outbox / "x.log").read_text()
+
+
+def test_a_daemon_job_not_upscaled_says_so(tmp_path):
+    cfg, engine = run_daemon_job(tmp_path, {"size": 40})
+    report = yaml.safe_load((cfg.paths.outbox / "x.report.yaml").read_text())
+    assert report["upscaled"] is None and engine.params.size == 40
+    assert Image.open(cfg.paths.outbox / "x.png").info["dpi"] == pytest.approx((72, 72), abs=0.01)
+
+
+def test_a_daemon_job_over_limits_size_fails_before_any_work(tmp_path):
+    cfg, engine = run_daemon_job(tmp_path, {"print": "10x10in@300dpi"})
+    assert engine.params is None
+    error = yaml.safe_load((cfg.paths.failed / "x" / "error.yaml").read_text())
+    assert "a 10×7.5 in print at 300 dpi is 3000 px on its long side, over limits.size 256" in error["message"]
+
+
+def test_nstd_stylize_writes_a_tiff_print_with_its_dpi(tmp_path, thin_mat):
+    content = make_image(tmp_path / "c.png", (48, 36), seed=1)
+    style = make_image(tmp_path / "s.png", seed=2)
+    run = subprocess.run([sys.executable, "-m", "nstd", "stylize", str(content), str(style), "-o",
+                          str(tmp_path / "out.tif"), "--weights", str(thin_mat), "--iterations", "2", "--seed", "1",
+                          "--set", "print=2x2in@40dpi", "--set", "coarse_iterations=1"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    im = Image.open(tmp_path / "out.tif")
+    im.load()
+    assert im.format == "TIFF" and im.size == (80, 60) and im.info["dpi"] == pytest.approx((40, 40))
+    assert "sRGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"])))
+    report = yaml.safe_load((tmp_path / "out.report.yaml").read_text())
+    assert report["upscaled"] == {"from": [48, 36], "to": [80, 60], "method": "lanczos"}
+    assert report["parameters"]["size"] == 80 and report["parameters"]["dpi"] == 40
