@@ -151,7 +151,6 @@ def choices(weights: VGGWeights, content, style, size: int = 256, objective: str
     """Each solver choice changed alone: time to the origin's solver's final loss on one
     objective, capped at its time. ``engine_options`` (compute, compiler) apply to every run
     but the one that changes the compiler."""
-    import nstd.engine.stylize as stylize_module
     from nstd.engine.solvers import make_solver
 
     def normalised(x0, fg, params):  # the gradient divided by its mean magnitude before the solver sees it
@@ -177,11 +176,8 @@ def choices(weights: VGGWeights, content, style, size: int = 256, objective: str
                 ("  without XLA", fast, {**engine_options, "compiler": "graph"}, None)]
     print(f"{'variant':<62} {'seconds':>8} {'loss':>11}")
     for name, raw, options, solver_factory in variants:
-        stylize_module.make_solver = solver_factory or make_solver
-        try:
-            r = run_recipe(weights, content, style, raw, target, cap, **(options or engine_options))
-        finally:
-            stylize_module.make_solver = make_solver
+        r = run_recipe(weights, content, style, raw, target, cap, **(options or engine_options),
+                       solvers=solver_factory or make_solver)
         seconds = f"{r['reached']:.1f}" if r["reached"] is not None else "never"
         print(f"{name:<62} {seconds:>8} {r['final']:>11.5g}", flush=True)
 

@@ -98,7 +98,7 @@ def real_pair():
 
 def stopped_checkpoint(engine, content, style, params, after: int, match: str | None = None) -> bytes:
     """Run a job, ask it to stop at the ``after``-th check, and return the checkpoint it left."""
-    from nstd.engine import Interrupted, save_checkpoint
+    from nstd.engine import Hooks, Interrupted, save_checkpoint
 
     saved, calls = [], {"n": 0}
 
@@ -107,6 +107,6 @@ def stopped_checkpoint(engine, content, style, params, after: int, match: str | 
         return calls["n"] > after
 
     with pytest.raises(Interrupted, match=match):
-        engine.stylize(content, [(style, 1.0)], params, checkpoint=lambda s: saved.append(save_checkpoint(s)),
-                       should_stop=stop)
+        engine.stylize(content, [(style, 1.0)], params,
+                       hooks=Hooks(checkpoint=lambda s: saved.append(save_checkpoint(s)), should_stop=stop))
     return saved[-1]

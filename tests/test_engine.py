@@ -67,8 +67,11 @@ def test_same_seed_same_image_other_seed_differs(engine, pair):
 
 def test_seed_is_chosen_and_recorded_when_not_given(engine, pair):
     content, style = pair
-    r = engine.stylize(content, [(style, 1.0)], small(seed=None, iterations=2))
-    assert isinstance(r.seed, int)
+    chosen = small(seed=None, iterations=2, init="noise")  # noise: the seed shapes the picture
+    first, second = (engine.stylize(content, [(style, 1.0)], chosen) for _ in range(2))
+    assert first.seed != second.seed and not np.array_equal(first.image, second.image)  # chosen afresh
+    again = engine.stylize(content, [(style, 1.0)], small(seed=first.seed, iterations=2, init="noise"))
+    assert np.array_equal(again.image, first.image)  # the recorded seed is the one that made the picture
 
 
 @pytest.mark.parametrize("solver, iterations", [("fast", 6), ("origin", 12)])
@@ -222,10 +225,10 @@ def test_step_is_compiled_once_per_shape(engine, pair):
     content, style = pair
     p = small(scales=[1.0], iterations=2)
     engine.stylize(content, [(style, 1.0)], p)
-    n = len(engine._steps)
+    n = len(engine.steps.compiled)
     engine.stylize(content, [(style, 2.0)], small(scales=[1.0], iterations=3, content_weight=5.0))
-    assert len(engine._steps) == n
-    traced = [f.experimental_get_tracing_count() for f in engine._steps.values()]
+    assert len(engine.steps.compiled) == n
+    traced = [f.experimental_get_tracing_count() for f in engine.steps.compiled.values()]
     assert max(traced) == 1
 
 

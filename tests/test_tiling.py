@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 
 from nstd.engine import Engine, load_checkpoint, load_weights
-from nstd.engine import memory
+from nstd.engine import memory, precision
 from nstd.engine import tiling
-from nstd.engine.stylize import GRAM_TILE_MARGIN
+from nstd.engine.steps import StepCompiler
+from nstd.engine.targets import GRAM_TILE_MARGIN
 from nstd.images import load_image, resize
 from nstd.metrics import line_energy
 from nstd.params import resolve
@@ -103,22 +104,23 @@ def test_planner_tiles_only_when_the_job_does_not_fit(thin_mat, tmp_path):
     assert r.image.shape == (288, 384, 3) and r.final["tiles"] >= 4
 
 
-def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, tmp_path, monkeypatch):
-    content = load_image(make_image(tmp_path / "c.png", (256, 192), seed=1))
-    style = load_image(make_image(tmp_path / "s.png", (96, 96), seed=2))
-    engine = fixed_engine(thin_mat)
-    real = engine.step_for
+class OutOfMemoryOnTheWholeImage(StepCompiler):
+    """A test double: the device "runs out" on the whole 256x192 image."""
 
-    def step_for(h, w, *args, **kwargs):  # a test double: the device "runs out" on the whole 256x192 image
-        step = real(h, w, *args, **kwargs)
-        if h * w < 256 * 192:
+    def get(self, shape, how=precision.DEFAULT):
+        step = super().get(shape, how)
+        if shape.height * shape.width < 256 * 192:
             return step
 
         def oom(*a, **k):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
         return oom
 
-    monkeypatch.setattr(engine, "step_for", step_for)
+
+def test_out_of_memory_is_caught_and_retried_in_tiles(thin_mat, tmp_path):
+    content = load_image(make_image(tmp_path / "c.png", (256, 192), seed=1))
+    style = load_image(make_image(tmp_path / "s.png", (96, 96), seed=2))
+    engine = Engine(load_weights(thin_mat), compute="fp32", compiler="graph", steps=OutOfMemoryOnTheWholeImage)
     r = engine.stylize(content, [(style, 1.0)], resolve({"size": 256, "iterations": 3, "scales": [1.0],
                                                           "seed": 1}))
     assert any("out of memory at 256x192" in n and "128px tiles" in n for n in r.notes), r.notes
@@ -166,7 +168,7 @@ def test_tiled_style_statistics_match_whole_image_ones(engine, tmp_path):
     style = load_image(make_image(tmp_path / "s.png", (256, 192), seed=4))
     layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     whole = engine.style_grams(style, 256, 192, layers, "avg")
-    tiled = engine._tiled_grams(style.rgb, layers, "avg", side=128)
+    tiled = engine.targets.tiled_grams(style.rgb, layers, "avg", side=128)
     for name, a, b in zip(layers, whole, tiled):
         rel = np.linalg.norm(a - b) / np.linalg.norm(a)
         assert rel < 0.05, (name, rel)

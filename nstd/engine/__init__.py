@@ -17,7 +17,7 @@ from typing import Any
 _EXPORTS = {
     "Engine": "stylize", "Interrupted": "stylize", "Progress": "stylize", "Result": "stylize",
     "Checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "device_name": "stylize",
+    "device_name": "stylize", "Hooks": "hooks",
     "VGGWeights": "weights", "load_weights": "weights",
 }
 __all__ = sorted(_EXPORTS)
