@@ -125,6 +125,20 @@ def test_a_checkpoint_of_another_format_is_refused_not_misread():
         load_checkpoint(buf.getvalue())
 
 
+def test_hooks_come_as_one_object_or_as_keywords_not_both(engine, pair):
+    from nstd.engine import Hooks
+
+    content, style = pair
+    seen, heard = [], []
+    engine.stylize(content, [(style, 1.0)], small(iterations=2), hooks=Hooks(progress=seen.append))
+    engine.stylize(content, [(style, 1.0)], small(iterations=2), progress=heard.append)
+    assert [p.loss for p in seen] == [p.loss for p in heard] and len(seen) == 2
+    with pytest.raises(TypeError, match="not both"):
+        engine.stylize(content, [(style, 1.0)], small(), hooks=Hooks(), progress=seen.append)
+    with pytest.raises(TypeError, match="progres"):
+        engine.stylize(content, [(style, 1.0)], small(), progres=seen.append)  # a misspelt hook is no silent no-op
+
+
 def test_time_limit_stops_early_with_best_image(engine, pair):
     content, style = pair
     r = engine.stylize(content, [(style, 1.0)], small(iterations=100000, time_limit=1.5, scales=[1.0]))

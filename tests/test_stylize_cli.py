@@ -93,13 +93,15 @@ def test_stylize_refuses_to_overwrite_before_any_work(tmp_path, thin_mat):
     assert (tmp_path / "taken.png").read_bytes() != b"keep me"
 
 
-def test_startup_filter_drops_chatter_and_keeps_real_errors(monkeypatch):
+def test_startup_filter_drops_chatter_and_keeps_real_errors():
     from nstd.engine import backend
 
-    monkeypatch.setattr(backend, "has_nvidia_device", lambda: False)
-    assert backend.chatter("I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on.")
-    assert backend.chatter("E0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error")
-    assert not backend.chatter("E0000 00:00:1.2 1 some_op.cc:9] Out of memory while allocating")
-    assert not backend.chatter("W0000 00:00:1.2 1 x.cc:1] something worth reading")
-    monkeypatch.setattr(backend, "has_nvidia_device", lambda: True)  # a GPU machine: a cuInit failure is real
-    assert not backend.chatter("E0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error")
+    cpu_only = {"nvidia": False}
+    assert backend.chatter("I0000 00:00:1.2 1 port.cc:153] oneDNN custom operations are on.", **cpu_only)
+    assert backend.chatter("E0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+                           **cpu_only)
+    assert not backend.chatter("E0000 00:00:1.2 1 some_op.cc:9] Out of memory while allocating", **cpu_only)
+    assert not backend.chatter("W0000 00:00:1.2 1 x.cc:1] something worth reading", **cpu_only)
+    # a GPU machine: a cuInit failure is real
+    assert not backend.chatter("E0000 00:00:1.2 1 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+                               nvidia=True)

@@ -1,6 +1,6 @@
 """The objective's terms as small units, and the scales that normalise them.
 
-The compiled steps (:mod:`nstd.engine.stylize`) add these up with per-term weights; the
+The compiled steps (:mod:`nstd.engine.steps`) add these up with per-term weights; the
 ``*_scale`` functions turn a raw term into one that reads 1 (or a known value) at the
 content image, so a setting means the same on every pair and size.
 """

@@ -89,8 +89,8 @@ def gpu_capability() -> tuple[int, int] | None:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return None
-    details = tf.config.experimental.get_device_details(gpus[0])
-    return tuple(details.get("compute_capability", (0, 0)))  # type: ignore[return-value]
+    major, minor = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    return int(major), int(minor)
 
 
 def supported_computes() -> list[str]:

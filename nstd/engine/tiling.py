@@ -1,6 +1,6 @@
 """Tiles of an image too large to optimise at once: what each reads, moves and owns.
 
-The geometry of :meth:`nstd.engine.stylize.Engine._tiled` and the whole image's style
+The geometry of :class:`nstd.engine.optimise.TiledScale` and the whole image's style
 statistics while tiles move, so the engine's loop stays a loop.
 
 Each tile's moves fade out over ``RAMP`` pixels on both sides of every border it shares:
