@@ -287,11 +287,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nstd", description="Neural style transfer: one-off jobs and a daemon.")
-    p.add_argument("--version", action="version", version=f"nstd {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_stylize_parser(sub: Any) -> None:
+    """``nstd stylize``: its options are most of the CLI, so they get a function of their own."""
     s = sub.add_parser("stylize", help="stylize one image now")
     s.add_argument("content", help="a picture, or a clip: a video file, an animated GIF/WebP or a folder of "
                                    "numbered frames (docs/video.md)")
@@ -320,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--memory", help="memory the job may use, e.g. 8G (default: the machine's); larger jobs are "
                                     "refined in tiles")
     s.set_defaults(func=cmd_stylize)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nstd", description="Neural style transfer: one-off jobs and a daemon.")
+    p.add_argument("--version", action="version", version=f"nstd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    add_stylize_parser(sub)
 
     w = sub.add_parser("weights", help="inspect or convert VGG-19 weight files")
     wsub = w.add_subparsers(dest="weights_command", required=True)

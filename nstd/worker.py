@@ -95,7 +95,7 @@ class Worker:
         self.board.set_current({"name": item.label, "iteration": 0, "phase": "starting"})
         started = self.clock()
         try:
-            hooks = Hooks(progress=self.progress_reporter(item),
+            hooks = Hooks(progress=JobProgress(self, item),
                           should_stop=lambda: self.should_stop() or self._has_lost(item.path),
                           fence=lambda: self.queue.fence(item.path, self.should_stop))
             outcome = runner.run_job(item, self.engine, self.weights, self.config(), hooks)
@@ -225,29 +225,30 @@ class Worker:
             log.warning("job=%s: could not remove its preview (%s)", item.label, err)
         return True
 
-    # --- progress --------------------------------------------------------------------------------
 
-    def progress_reporter(self, item: WorkItem) -> Callable[[Any], None]:
-        """Progress to the status board, systemd's STATUS= line and (every 10 s) the job log."""
-        last_log = [0.0]
-        tick = iteration_timer(self.metrics, self.clock)
+class JobProgress:
+    """One running job's progress, to the status board, systemd's STATUS= line and (every
+    10 s) the job log; each call is also the worker's sign of life."""
 
-        def progress(p: Any) -> None:
-            self.beat = self.clock()
-            tick(p.iteration)
-            clip = {"frame": p.frame, "frames": p.frames} if hasattr(p, "frame") else {}  # a clip's frame
-            self.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
-                                    "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
-                                    "loss": p.loss, "elapsed": round(p.elapsed, 1),
-                                    "eta": None if p.eta is None else round(p.eta, 1), **clip})
-            tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
-            frame = f"frame {p.frame}/{p.frames} " if clip else ""
-            self.status_line(f"{item.label}: {frame}scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/"
-                             f"{p.iterations} loss {p.loss:.4g} {p.eta_text}")
-            if self.beat - last_log[0] >= 10 or (p.iteration == p.iterations and not clip):
-                last_log[0] = self.beat
-                item.log("%sscale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed "
-                         "%.0fs %s", frame, p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content,
-                         p.style, p.tv, p.elapsed, p.eta_text)
+    def __init__(self, worker: Worker, item: WorkItem) -> None:
+        self.worker, self.item, self.last_log = worker, item, 0.0
+        self.tick = iteration_timer(worker.metrics, worker.clock)
 
-        return progress
+    def __call__(self, p: Any) -> None:
+        w, item = self.worker, self.item
+        w.beat = w.clock()
+        self.tick(p.iteration)
+        clip = {"frame": p.frame, "frames": p.frames} if hasattr(p, "frame") else {}  # a clip's frame
+        w.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
+                             "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
+                             "loss": p.loss, "elapsed": round(p.elapsed, 1),
+                             "eta": None if p.eta is None else round(p.eta, 1), **clip})
+        tile = f" tile {p.tile}/{p.tiles}" if p.tiles else ""
+        frame = f"frame {p.frame}/{p.frames} " if clip else ""
+        w.status_line(f"{item.label}: {frame}scale {p.scale}/{p.scales}{tile} iteration {p.iteration}/"
+                      f"{p.iterations} loss {p.loss:.4g} {p.eta_text}")
+        if w.beat - self.last_log >= 10 or (p.iteration == p.iterations and not clip):
+            self.last_log = w.beat
+            item.log("%sscale %d/%d%s iteration %d/%d loss %.4g (content %.3g, style %.3g, tv %.3g) elapsed "
+                     "%.0fs %s", frame, p.scale, p.scales, tile, p.iteration, p.iterations, p.loss, p.content,
+                     p.style, p.tv, p.elapsed, p.eta_text)
