@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -51,10 +51,11 @@ class Inputs:
 
     content: LoadedImage
     styles: list[tuple[LoadedImage, float]]
-    params: object
+    params: Any  # nstd.params.Params
     init_image: LoadedImage | None = None
     regions: list[Region] | None = None
     resume: Checkpoint | None = None
+    temporal: Any = None  # a clip frame's temporal term (nstd.video.temporal.Temporal), or None
 
 
 class Job:
@@ -69,7 +70,7 @@ class Job:
             secrets.randbits(32)
         self.scales = plan.scales(*check_size(inputs.content.size[0], inputs.content.size[1], params.size), params)
         self.run = Run(params, self.seed, self.scales, hooks, state)
-        self.optimiser = Optimiser(objectives, solvers, self.run)
+        self.optimiser = Optimiser(objectives, solvers, self.run, inputs.temporal)
 
     def result(self) -> Result:
         """Run every scale from the resumed one on, and finish the picture."""

@@ -38,10 +38,12 @@ SolverFactory = Callable[[np.ndarray, Callable, Any], Solver]  # (x0, fg, params
 
 class Optimiser:
     """Runs one scale of a job: objectives from ``objectives``, solvers from ``solvers``,
-    iterations through ``run``."""
+    iterations through ``run``. ``temporal``: a clip frame's pull towards the previous
+    frame (``applies(c_rgb)``, ``wrap(fg, c_rgb)``; :class:`nstd.video.temporal.Temporal`),
+    added to the loss of each whole-image scale it applies to."""
 
-    def __init__(self, objectives: Objectives, solvers: SolverFactory, run: Run) -> None:
-        self.objectives, self.solvers, self.run = objectives, solvers, run
+    def __init__(self, objectives: Objectives, solvers: SolverFactory, run: Run, temporal: Any = None) -> None:
+        self.objectives, self.solvers, self.run, self.temporal = objectives, solvers, run, temporal
 
     def whole(self, si: int, c_rgb: np.ndarray, grams: list[np.ndarray], x0: np.ndarray,
               restored: Checkpoint | None, masks: list[np.ndarray] | None = None,
@@ -50,8 +52,11 @@ class Optimiser:
         run, params = self.run, self.run.params
         if weights is None:
             weights = self.objectives.weights(c_rgb, grams, params)
-        fg = self.objectives.build(c_rgb, grams, params, weights, masks=masks)
-        run.use(fg.precision)
+        objective = self.objectives.build(c_rgb, grams, params, weights, masks=masks)
+        run.use(objective.precision)
+        fg: Callable = objective
+        if self.temporal is not None and self.temporal.applies(c_rgb):  # a clip's later frame
+            fg = self.temporal.wrap(objective, c_rgb)
         solver = self.solvers(x0, fg, params)
         best, start = run.begin(solver, x0, restored)
         best = run.loop(si, solver, best, start, run.scales[si].iterations, run.budget(si))

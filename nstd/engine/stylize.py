@@ -124,16 +124,19 @@ class Engine:
 
     def stylize(self, content: LoadedImage, styles: list[tuple[LoadedImage, float]], params: Params, *,
                 init_image: LoadedImage | None = None, regions: list[Region] | None = None,
-                resume: Checkpoint | None = None, hooks: Hooks | None = None, **callbacks: Any) -> Result:
+                resume: Checkpoint | None = None, temporal: Any = None, hooks: Hooks | None = None,
+                **callbacks: Any) -> Result:
         """Run one job to completion (or time limit); see :class:`Result`.
 
         ``hooks``: progress, checkpoints, previews and stop requests (:class:`Hooks`); its
         fields may be given as keywords instead (``progress=…, checkpoint=…``). ``resume``:
-        a :class:`Checkpoint` to continue from. Scales run coarse to fine. A scale whose
+        a :class:`Checkpoint` to continue from. ``temporal``: a clip frame's pull towards the
+        previous frame (:class:`nstd.video.temporal.Temporal`), added to the loss of each
+        whole-image scale it applies to. Scales run coarse to fine. A scale whose
         optimisation would not fit in memory (or runs out of it) is refined in overlapping
         tiles that share one style target.
         """
         if hooks is not None and callbacks:
             raise TypeError("give hooks= or its fields as keywords, not both")
-        inputs = Inputs(content, styles, params, init_image, regions, Checkpoint.of(resume))
+        inputs = Inputs(content, styles, params, init_image, regions, Checkpoint.of(resume), temporal)
         return Job(self.objectives, self.solvers, self.available, inputs, hooks or Hooks(**callbacks)).result()
