@@ -109,6 +109,7 @@ def test_kill_9_mid_clip_resumes_at_the_first_unfinished_frame_and_comes_out_onc
     assert (root / "outbox" / "clip.mp4").read_bytes() == (root / "outbox" / "again.mp4").read_bytes()
     log = (root / "outbox" / "clip.log").read_text()
     assert "resuming the clip" in log
+    assert all(int(n) > done_before for n in re.findall(r"frame (\d+) resumes from its checkpoint", log)), log
     for i in range(1, 11):  # every frame was stylized once: the restart took up the first unfinished one
         assert len(re.findall(rf"frame {i}/10 \(source frame \d+, [\d.]+ s\) done", log)) == 1, (i, log)
 

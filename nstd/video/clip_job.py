@@ -309,6 +309,8 @@ def stylize_clip(engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]
 
         first_iterations = [records[0]["iterations"]] if records else [1]
         frame_resume = resume if resume is not None and resume.get("frame") == i else None
+        if frame_resume is not None:
+            say("frame %d resumes from its checkpoint at iteration %d", i + 1, int(frame_resume["iteration"]))
 
         def save_state(state: dict[str, Any], i: int = i) -> None:
             if checkpoint is not None:

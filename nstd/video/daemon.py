@@ -140,9 +140,7 @@ def run_clip(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: runn
             try:
                 state = load_checkpoint(item.checkpoint.read_bytes())
                 if state.get("params") == key:
-                    resume = state
-                    item.log("resuming frame %d from its checkpoint (iteration %d)", int(state["frame"]) + 1,
-                             int(state["iteration"]))
+                    resume = state  # the frame loop says so if that frame is still to finish
             except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
                 item.log("checkpoint unreadable (%s): the frame starts over", exc, level=logging.WARNING)
 
