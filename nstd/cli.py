@@ -44,13 +44,38 @@ class ProgressLine:
             self.stream.write("\n")
 
 
-def cmd_stylize(args: argparse.Namespace) -> int:
+def stylize_params(args: argparse.Namespace) -> Any:
+    """``nstd stylize``'s parameters: the options, then ``--set``, resolved (a still's or a clip's)."""
+    from nstd.params import parse_set, resolve
+
+    raw: dict[str, Any] = {}
+    for key in ("preset", "size", "iterations", "seed", "strength"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
+    raw.update(parse_set(args.set or []))
+    return resolve(raw, where="nstd stylize")
+
+
+def load_engine(args: argparse.Namespace) -> tuple[Any, Any, float]:
+    """The weights and an engine as the options say, and the seconds loading took (said on stderr)."""
     from nstd.config import parse_bytes
     from nstd.engine import Engine, load_weights
+
+    t0 = time.monotonic()
+    weights = load_weights(args.weights)
+    engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None,
+                    compute=args.compute, compiler=args.compiler)
+    load_s = time.monotonic() - t0
+    print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
+          file=sys.stderr)
+    return weights, engine, load_s
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
     from nstd.engine.regions import describe as describe_regions
     from nstd.engine.regions import load_regions
     from nstd.images import FORMATS, load_image, save_image
-    from nstd.params import fit_print, parse_set, resolve
+    from nstd.params import fit_print
     from nstd.report import job_report, write_report
 
     from nstd.video.clip import is_clip_path
@@ -66,12 +91,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     _check_output(out, [Path(args.content), *map(Path, args.styles)], args.force)
     if args.region and args.styles:
         raise ParamError("with --region, give the styles in the regions (--region MASK=STYLE), not as STYLE.")
-    raw: dict[str, Any] = {}
-    for key in ("preset", "size", "iterations", "seed", "strength"):
-        if getattr(args, key) is not None:
-            raw[key] = getattr(args, key)
-    raw.update(parse_set(args.set or []))
-    params = resolve(raw, where="nstd stylize")
+    params = stylize_params(args)
     content = load_image(Path(args.content), args.max_pixels)
     params = fit_print(params, content.size, where="nstd stylize")
     styles = [(load_image(Path(s), args.max_pixels), 1.0) for s in args.styles]
@@ -81,13 +101,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     init_image = None
     if params.init not in ("noise", "content", "style"):
         init_image = load_image(Path(params.init), args.max_pixels)
-    t0 = time.monotonic()
-    weights = load_weights(args.weights)
-    engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None,
-                    compute=args.compute, compiler=args.compiler)
-    load_s = time.monotonic() - t0
-    print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
-          file=sys.stderr)
+    weights, engine, load_s = load_engine(args)
     bar = ProgressLine()
     result = engine.stylize(content, styles, params, init_image=init_image, progress=bar, regions=regions)
     bar.close()

@@ -8,6 +8,7 @@ picture, so the true motion is known.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,17 +166,25 @@ def hostile(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     return cases
 
 
+def mux_silence(out: Any) -> Any:
+    """A second of silent mono AAC (8 kHz) muxed into ``out``; its stream, to be flushed."""
+    import av
+
+    a = out.add_stream("aac", rate=8000)
+    a.layout = "mono"
+    for n in range(0, 8000, 1024):
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        fr.sample_rate, fr.pts = 8000, n
+        for p in a.encode(fr):
+            out.mux(p)
+    return a
+
+
 def make_audio_only(path: Path) -> Path:
     import av
 
     with av.open(str(path), "w") as out:
-        a = out.add_stream("aac", rate=8000)
-        a.layout = "mono"
-        for n in range(0, 8000, 1024):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 8000, n
-            for p in a.encode(fr):
-                out.mux(p)
+        a = mux_silence(out)
         for p in a.encode(None):
             out.mux(p)
     return path
@@ -188,13 +197,7 @@ def make_zero_frames(path: Path) -> Path:
     with av.open(str(path), "w", format="matroska") as out:
         v = out.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
-        a = out.add_stream("aac", rate=8000)
-        a.layout = "mono"
-        for n in range(0, 8000, 1024):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 8000, n
-            for p in a.encode(fr):
-                out.mux(p)
+        a = mux_silence(out)
         for p in [*a.encode(None), *v.encode(None)]:
             out.mux(p)
     return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -32,6 +32,25 @@ class Progress:
     @property
     def eta_text(self) -> str:
         return "ETA ?" if self.eta is None else f"ETA {self.eta:.0f}s"
+
+
+@dataclass
+class Result:
+    """What one job made: the picture, the seed, the losses, and how it went."""
+
+    image: np.ndarray
+    alpha: np.ndarray | None
+    seed: int
+    initial: dict[str, float]
+    final: dict[str, float]
+    history: list[dict[str, float]]
+    iterations: int
+    evaluations: int
+    stopped_by: str
+    timings: dict[str, float]
+    shapes: list[tuple[int, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    precision: list[str] = field(default_factory=list)  # compute/compiler of the steps, in order
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from nstd.engine import plan
 from nstd.engine.backend import tf
 from nstd.engine.checkpoint import Checkpoint
-from nstd.engine.hooks import Hooks
+from nstd.engine.hooks import Hooks, Result
 from nstd.engine.loop import Run
 from nstd.engine.objective import LossWeights, Objectives
 from nstd.engine.optimise import Optimiser, SolverFactory
@@ -26,23 +26,6 @@ from nstd.engine.regions import Region
 from nstd.images import LoadedImage, histogram_transfer, luminance_transfer, resize
 
 OOM_ERRORS = (MemoryError, tf.errors.ResourceExhaustedError)
-
-
-@dataclass
-class Result:
-    image: np.ndarray
-    alpha: np.ndarray | None
-    seed: int
-    initial: dict[str, float]
-    final: dict[str, float]
-    history: list[dict[str, float]]
-    iterations: int
-    evaluations: int
-    stopped_by: str
-    timings: dict[str, float]
-    shapes: list[tuple[int, int]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    precision: list[str] = field(default_factory=list)  # compute/compiler of the steps, in order
 
 
 @dataclass

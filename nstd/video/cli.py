@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,10 @@ def work_folder(out: Path) -> Path:
 
 
 def cmd_stylize_clip(args: argparse.Namespace) -> int:
-    from nstd.cli import ProgressLine, _check_output
-    from nstd.config import parse_bytes
-    from nstd.engine import Engine, load_weights
+    from nstd.cli import ProgressLine, _check_output, load_engine, stylize_params
     from nstd.images import load_image
-    from nstd.params import parse_set, resolve
-    from nstd.report import job_report, write_report
     from nstd.video.clip import Clip, ClipLimits
-    from nstd.video.clip_job import ClipContent, sha256_file, stylize_clip
+    from nstd.video.clip_job import sha256_file, stylize_clip
     from nstd.video.encode import output_kind
 
     out, content = Path(args.output), Path(args.content)
@@ -40,12 +35,7 @@ def cmd_stylize_clip(args: argparse.Namespace) -> int:
         raise ParamError("give at least one STYLE image.")
     shown = out.with_suffix("") if kind == "frames" else out
     _check_output(shown, [content, *map(Path, args.styles)], args.force)
-    raw: dict[str, Any] = {}
-    for key in ("preset", "size", "iterations", "seed", "strength"):
-        if getattr(args, key) is not None:
-            raw[key] = getattr(args, key)
-    raw.update(parse_set(args.set or []))
-    params = resolve(raw, where="nstd stylize")
+    params = stylize_params(args)
     if params.init not in ("noise", "content", "style"):
         raise ParamError(f"init: {params.init}: a clip starts from content, noise or style (later frames start from "
                          "the previous one).")
@@ -56,13 +46,7 @@ def cmd_stylize_clip(args: argparse.Namespace) -> int:
         sound = f", sound {info.audio}" if info.audio else ""
         print(f"nstd: {content.name}: {info.codec} {info.width}x{info.height}, {info.fps:.3g} fps, {seconds} s{sound}",
               file=sys.stderr)
-        t0 = time.monotonic()
-        weights = load_weights(args.weights)
-        engine = Engine(weights, memory_limit=parse_bytes(args.memory, "--memory") if args.memory else None,
-                        compute=args.compute, compiler=args.compiler)
-        load_s = time.monotonic() - t0
-        print(f"nstd: weights {weights.source} ({weights.format}) loaded in {load_s:.1f}s on {engine.device}",
-              file=sys.stderr)
+        weights, engine, load_s = load_engine(args)
         sha = sha256_file(content)
         work = work_folder(out)
         bar = ProgressLine()
@@ -74,19 +58,29 @@ def cmd_stylize_clip(args: argparse.Namespace) -> int:
         result = stylize_clip(engine, clip, styles, params, out, work, key=json_key(params) + "|" + sha,
                               progress=bar, log=say, overwrite=True)
     bar.close()
+    report_clip(result, params, content, sha, styles, weights, engine, load_s, shown)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report_clip(result: Any, params: Any, content: Path, sha: str, styles: list, weights: Any, engine: Any,
+                load_s: float, shown: Path) -> None:
+    """The clip's report beside the output, and what was written, on stderr."""
+    from nstd.report import job_report, write_report
+    from nstd.video.clip_job import ClipContent
+
+    info = result.info
     report = job_report(status="done", result=result, params=params,
                         content=ClipContent(str(content), sha, (info.width, info.height)), styles=styles,
                         weights=weights, output=str(result.output), device=engine.device,
                         history_every=max(1, len(result.history) // 100), timings={"weights_load": round(load_s, 3)},
                         **result.report())
     report_path = write_report(shown.with_name(shown.stem + ".report.yaml"), report)
-    shutil.rmtree(work, ignore_errors=True)
     for note in result.notes:
         print(f"nstd: note: {note}", file=sys.stderr)
     print(f"nstd: wrote {result.output} and {report_path} ({result.used['frames']} frames, "
           f"{result.timings['first_frame']:.1f}s for the first, "
           f"{result.timings['later_frame_mean'] or 0:.2f}s for each later one; seed {result.seed})", file=sys.stderr)
-    return 0
 
 
 def json_key(params: Any) -> str:

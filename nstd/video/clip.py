@@ -46,6 +46,13 @@ OTHER_FAMILIES = {"png": "a PNG image", "jpeg": "a JPEG image", "tiff": "a TIFF 
                   "pdf": "a PDF document", "zip": "a ZIP archive", "mp3": "an MP3 audio file",
                   "wav": "a WAV audio file", "flac": "a FLAC audio file", "text": "text", "empty": "empty"}
 
+#: First bytes of each family, checked in order (a transport stream, by its sync bytes, after).
+MAGIC = [(b"\x1a\x45\xdf\xa3", "matroska"), ((b"GIF87a", b"GIF89a"), "gif"), (b"OggS", "ogg"), (b"FLV", "flv"),
+         (b"\x00\x00\x01\xba", "ps"), (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "asf"), (b"\x89PNG", "png"),
+         (b"\xff\xd8\xff", "jpeg"), ((b"II*\x00", b"MM\x00*"), "tiff"), (b"BM", "bmp"), (b"%PDF", "pdf"),
+         (b"PK\x03\x04", "zip"), ((b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"), "mp3"), (b"fLaC", "flac")]
+RIFF_FAMILIES = {b"WEBP": "webp", b"AVI ": "avi", b"WAVE": "wav"}
+
 
 class VideoError(ImageError):
     """A clip that cannot be used; ``arriving``: the data stops short (maybe still copying)."""
@@ -134,42 +141,15 @@ def sniff(head: bytes) -> str | None:
         return "empty"
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
         return "iso"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "matroska"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "avi"
-    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"OggS"):
-        return "ogg"
-    if head.startswith(b"FLV"):
-        return "flv"
-    if head.startswith(b"\x00\x00\x01\xba"):
-        return "ps"
-    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
-        return "asf"
+    if head.startswith(b"RIFF"):
+        riff = RIFF_FAMILIES.get(head[8:12])
+        if riff is not None:
+            return riff
+    for prefixes, family in MAGIC:
+        if head.startswith(prefixes):
+            return family
     if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
         return "ts"
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "tiff"
-    if head.startswith(b"BM"):
-        return "bmp"
-    if head.startswith(b"%PDF"):
-        return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
-        return "mp3"
-    if head.startswith(b"fLaC"):
-        return "flac"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -224,51 +204,42 @@ def _numbered(folder: Path) -> list[Path]:
     return sorted(files, key=key)
 
 
-class Clip:
-    """An opened clip: :attr:`info` from its header, :meth:`frames` to decode it.
+class FrameSource:
+    """What one kind of input gives a :class:`Clip`: ``info`` (from the header),
+    ``frames(start)`` ((index, time, RGB) in order), its sound and :meth:`close`."""
 
-    Use as a context manager (or call :meth:`close`): a container holds an open file.
-    """
+    info: ClipInfo
+    _held: Any = None  # the open container or image
 
-    def __init__(self, path: Path | str, limits: ClipLimits | None = None) -> None:
-        self.path = Path(path)
+    def audio_stream(self) -> Any:
+        """The first audio stream (PyAV), or None."""
+        return None
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+class AvSource(FrameSource):
+    """The frames of a container FFmpeg reads (PyAV): its header, then decoded frames."""
+
+    def __init__(self, path: Path, fh: BinaryIO, family: str | None) -> None:
+        self.path, self._fh = path, fh
         self._pending: Any = None
         self._decoder: Any = None
-        self.limits = limits or ClipLimits()
-        self._fh: BinaryIO | None = None
-        self._container: Any = None
-        self._image: Any = None
         try:
-            self.info = self._probe()
+            self.info = self._probe(family)
         except BaseException:
             self.close()
             raise
 
-    # --- header --------------------------------------------------------------------------
-
-    def _probe(self) -> ClipInfo:
-        p = self.path
-        if p.is_dir() and not p.is_symlink():
-            return self._probe_folder()
-        self._fh = open_regular(p, self.limits.input_bytes)
-        head = self._fh.read(512)
-        self._fh.seek(0)
-        family = check_head(head, p.name)
-        said = FAMILY_OF_EXT.get(p.suffix.lower())
-        name = p.suffix.lower().lstrip(".").upper() or "a clip"
-        if family == "webp" or (family is None and said == "webp"):
-            return self._probe_pillow()
-        info = self._probe_av(family)
-        if said is not None and family is not None and family != said and family in VIDEO_FAMILIES:
-            info.notes.append(f"{p.name} is {VIDEO_FAMILIES[family]}, though its name says {name}")
-        return info
-
-    def _probe_av(self, family: str | None) -> ClipInfo:
+    def _probe(self, family: str | None) -> ClipInfo:
         av = require("av")
 
         p = self.path
         try:
-            self._container = av.open(self._fh, "r", metadata_errors="ignore")
+            self._held = av.open(self._fh, "r", metadata_errors="ignore")
         except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
             if family is None:
                 raise VideoError(f"{p.name}: not a video nstd can read (FFmpeg: {_why(exc)}). Use MP4, MOV, MKV, "
@@ -276,7 +247,7 @@ class Clip:
             raise VideoError(f"{p.name}: the clip is truncated or corrupt: {VIDEO_FAMILIES[family]} whose header "
                              f"cannot be read (FFmpeg: {_why(exc)}). Copy it again, or export it again.",
                              arriving=True) from None
-        c = self._container
+        c = self._held
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
         if not c.streams.video:
             what = f"only audio ({audio})" if audio else "no video stream"
@@ -304,108 +275,13 @@ class Clip:
             raise VideoError(f"{p.name}: the clip holds no video frames; nothing to stylize.")
         rotation = int(round(getattr(self._pending, "rotation", 0) or 0)) % 360 // 90 * 90
         w, h = (cc.height, cc.width) if rotation % 180 else (cc.width, cc.height)
-        return self._checked(ClipInfo(str(p), "av", c.format.name, cc.name, w, h, rotation, fps, duration,
-                                      vs.frames or None, audio))
+        return ClipInfo(str(p), "av", c.format.name, cc.name, w, h, rotation, fps, duration,
+                                      vs.frames or None, audio)
 
-    def _probe_pillow(self) -> ClipInfo:
-        from PIL import Image
-
-        p = self.path
-        try:
-            self._image = Image.open(self._fh)
-            w, h = self._image.size
-            n = getattr(self._image, "n_frames", 1)
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
-            raise VideoError(f"{p.name}: the animated WebP is truncated or corrupt ({type(exc).__name__}); copy "
-                             "it again.", arriving=True) from None
-        durations = self._image.info.get("duration") or 100
-        fps = 1000.0 / durations if durations else FOLDER_FPS
-        return self._checked(ClipInfo(str(p), "pillow", "webp", "webp", w, h, 0, fps, n / fps, n, None))
-
-    def _probe_folder(self) -> ClipInfo:
-        from PIL import Image
-
-        frames = _numbered(self.path)
-        if not frames:
-            raise VideoError(f"{self.path.name}/: holds no frames (numbered .png/.jpg/.tif images); a folder is "
-                             "a clip only with its frames in it.")
-        self._folder = frames
-        try:
-            with open_regular(frames[0], self.limits.input_bytes) as fh, Image.open(fh) as im:
-                w, h = im.size
-        except Exception as exc:  # noqa: BLE001
-            raise VideoError(f"{self.path.name}/{frames[0].name}: the first frame cannot be read "
-                             f"({type(exc).__name__}: {exc}).") from None
-        n = len(frames)
-        return self._checked(ClipInfo(str(self.path), "folder", "folder", frames[0].suffix.lstrip(".").lower(),
-                                      w, h, 0, FOLDER_FPS, n / FOLDER_FPS, n, None))
-
-    def _checked(self, info: ClipInfo) -> ClipInfo:
-        """The header's numbers against the limits, before any frame is decoded."""
-        name = self.path.name + ("/" if info.kind == "folder" else "")
-        pixels = info.width * info.height
-        if pixels > self.limits.input_pixels:
-            raise VideoError(f"{name}: {info.width}×{info.height} = {pixels:,} pixels a frame is over the limit of "
-                             f"{self.limits.input_pixels:,}; scale the clip down or raise limits.input_pixels.")
-        return info
-
-    def check_length(self, start: float = 0.0, duration: float | None = None) -> tuple[float, float | None]:
-        """The part of the clip a job uses, (start, end or None), refused when it is over the
-        limits by what the header says (decoding checks again, frame by frame)."""
-        name = self.path.name + ("/" if self.info.kind == "folder" else "")
-        total = self.info.duration
-        if total is not None and start >= total > 0:
-            raise VideoError(f"{name}: start {start:g} s is at or past the end of the clip ({total:.2f} s).")
-        end = start + duration if duration is not None else None
-        if total is not None:
-            end = total if end is None else min(end, total)
-        if end is not None:
-            seconds = end - start
-            if seconds > self.limits.video_seconds:
-                raise VideoError(f"{name}: {_hms(seconds)} of video is over the limit of "
-                                 f"{_hms(self.limits.video_seconds)} (limits.video_seconds); trim it with start "
-                                 "and duration, or raise the limit.")
-            frames = int(round(seconds * self.info.fps))
-            if frames > self.limits.frames:
-                raise VideoError(f"{name}: about {frames:,} frames ({_hms(seconds)} at {self.info.fps:g} fps) is "
-                                 f"over the limit of {self.limits.frames:,} (limits.frames); trim it with start "
-                                 "and duration, or raise the limit.")
-        return start, end
-
-    # --- frames --------------------------------------------------------------------------
-
-    def frames(self, size: tuple[int, int] | None = None, start: float = 0.0,
-               duration: float | None = None) -> Iterator[Frame]:
-        """Decode frames whose time is in [start, start + duration), upright, resized to
-        ``size`` (w, h; None: as stored). Raises :class:`VideoError` for data that stops
-        short or is corrupt, and when more frames come than the limits allow."""
-        start, end = self.check_length(start, duration)
-        source = {"av": self._av_frames, "pillow": self._pillow_frames, "folder": self._folder_frames}
-        name = self.path.name + ("/" if self.info.kind == "folder" else "")
-        count = 0
-        for index, t, rgb in source[self.info.kind](start):
-            if t < start - 1e-6:
-                continue
-            if end is not None and t >= end - 1e-6:
-                break
-            count += 1
-            if count > self.limits.frames:
-                raise VideoError(f"{name}: more than {self.limits.frames:,} frames (limits.frames); trim it with "
-                                 "start and duration, or raise the limit.")
-            if t - start > self.limits.video_seconds:
-                raise VideoError(f"{name}: more than {_hms(self.limits.video_seconds)} of video "
-                                 "(limits.video_seconds); trim it with start and duration, or raise the limit.")
-            if size is not None and rgb.shape[:2] != (size[1], size[0]):
-                rgb = resize(rgb, *size)
-            yield Frame(index, t, rgb)
-        if count == 0:
-            where = f" from {start:g} s" if start else ""
-            raise VideoError(f"{name}: the clip holds no video frames{where}; nothing to stylize.")
-
-    def _av_frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
+    def frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
         import av
 
-        c, name = self._container, self.path.name
+        c, name = self._held, self.path.name
         vs = c.streams.video[0]
         first = None
         pending, decoder = self._pending, self._decoder
@@ -447,12 +323,53 @@ class Clip:
             raise VideoError(f"{name}: the clip is truncated: its header promises {promised} frames, but only "
                              f"{index} decode. Copy it again, or export it again.")
 
-    def _pillow_frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
+    def _vfr(self, steps: list[float]) -> None:
+        if len(steps) >= 2:
+            lo, hi = min(steps), max(steps)
+            if hi - lo > 0.5 / max(self.info.fps, 1.0):
+                self.info.notes.append(f"variable frame rate (frames {lo * 1000:.0f}–{hi * 1000:.0f} ms apart): "
+                                       "each frame keeps its own time in the output")
+
+
+    def audio_stream(self) -> Any:
+        """The first audio stream (PyAV), or None."""
+        if self._held is None or not self._held.streams.audio:
+            return None
+        return self._held.streams.audio[0]
+
+
+class PillowSource(FrameSource):
+    """The frames of an animated WebP (Pillow: FFmpeg has no animated-WebP decoder)."""
+
+    def __init__(self, path: Path, fh: BinaryIO) -> None:
+        self.path, self._fh = path, fh
+        try:
+            self.info = self._probe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self) -> ClipInfo:
+        from PIL import Image
+
+        p = self.path
+        try:
+            self._held = Image.open(self._fh)
+            w, h = self._held.size
+            n = getattr(self._held, "n_frames", 1)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
+            raise VideoError(f"{p.name}: the animated WebP is truncated or corrupt ({type(exc).__name__}); copy "
+                             "it again.", arriving=True) from None
+        durations = self._held.info.get("duration") or 100
+        fps = 1000.0 / durations if durations else FOLDER_FPS
+        return ClipInfo(str(p), "pillow", "webp", "webp", w, h, 0, fps, n / fps, n, None)
+
+    def frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
         from PIL import ImageSequence
 
         t, name = 0.0, self.path.name
         try:
-            for i, im in enumerate(ImageSequence.Iterator(self._image)):
+            for i, im in enumerate(ImageSequence.Iterator(self._held)):
                 rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
                 yield i, t, rgb
                 t += (im.info.get("duration") or 1000.0 / self.info.fps) / 1000.0
@@ -460,7 +377,33 @@ class Clip:
             raise VideoError(f"{name}: the animated WebP is truncated or corrupt ({type(exc).__name__}); copy it "
                              "again.") from None
 
-    def _folder_frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
+
+class FolderSource(FrameSource):
+    """The frames of a folder of numbered images, read at :data:`FOLDER_FPS`."""
+
+    def __init__(self, path: Path, limits: ClipLimits) -> None:
+        self.path, self.limits = path, limits
+        self.info = self._probe()
+
+    def _probe(self) -> ClipInfo:
+        from PIL import Image
+
+        frames = _numbered(self.path)
+        if not frames:
+            raise VideoError(f"{self.path.name}/: holds no frames (numbered .png/.jpg/.tif images); a folder is "
+                             "a clip only with its frames in it.")
+        self._folder = frames
+        try:
+            with open_regular(frames[0], self.limits.input_bytes) as fh, Image.open(fh) as im:
+                w, h = im.size
+        except Exception as exc:  # noqa: BLE001
+            raise VideoError(f"{self.path.name}/{frames[0].name}: the first frame cannot be read "
+                             f"({type(exc).__name__}: {exc}).") from None
+        n = len(frames)
+        return ClipInfo(str(self.path), "folder", "folder", frames[0].suffix.lstrip(".").lower(),
+                                      w, h, 0, FOLDER_FPS, n / FOLDER_FPS, n, None)
+
+    def frames(self, start: float) -> Iterator[tuple[int, float, np.ndarray]]:
         from PIL import Image
 
         w, h = self.info.width, self.info.height
@@ -481,28 +424,117 @@ class Clip:
                                  f"{exc}).") from None
             yield i, t, rgb
 
-    def _vfr(self, steps: list[float]) -> None:
-        if len(steps) >= 2:
-            lo, hi = min(steps), max(steps)
-            if hi - lo > 0.5 / max(self.info.fps, 1.0):
-                self.info.notes.append(f"variable frame rate (frames {lo * 1000:.0f}–{hi * 1000:.0f} ms apart): "
-                                       "each frame keeps its own time in the output")
+
+class Clip:
+    """An opened clip: :attr:`info` from its header, :meth:`frames` to decode it (from a
+    frame source per input kind: :class:`AvSource`, :class:`PillowSource`, :class:`FolderSource`).
+
+    Use as a context manager (or call :meth:`close`): a container holds an open file.
+    """
+
+    def __init__(self, path: Path | str, limits: ClipLimits | None = None) -> None:
+        self.path = Path(path)
+        self.limits = limits or ClipLimits()
+        self._fh: BinaryIO | None = None
+        self._source: FrameSource | None = None
+        try:
+            self.info = self._checked(self._probe())
+        except BaseException:
+            self.close()
+            raise
+
+    # --- header --------------------------------------------------------------------------
+
+    def _probe(self) -> ClipInfo:
+        p = self.path
+        if p.is_dir() and not p.is_symlink():
+            self._source = FolderSource(p, self.limits)
+            return self._source.info
+        self._fh = open_regular(p, self.limits.input_bytes)
+        head = self._fh.read(512)
+        self._fh.seek(0)
+        family = check_head(head, p.name)
+        said = FAMILY_OF_EXT.get(p.suffix.lower())
+        name = p.suffix.lower().lstrip(".").upper() or "a clip"
+        if family == "webp" or (family is None and said == "webp"):
+            self._source = PillowSource(p, self._fh)
+            return self._source.info
+        self._source = AvSource(p, self._fh, family)
+        info = self._source.info
+        if said is not None and family is not None and family != said and family in VIDEO_FAMILIES:
+            info.notes.append(f"{p.name} is {VIDEO_FAMILIES[family]}, though its name says {name}")
+        return info
+
+    def _checked(self, info: ClipInfo) -> ClipInfo:
+        """The header's numbers against the limits, before any frame is decoded."""
+        name = self.path.name + ("/" if info.kind == "folder" else "")
+        pixels = info.width * info.height
+        if pixels > self.limits.input_pixels:
+            raise VideoError(f"{name}: {info.width}×{info.height} = {pixels:,} pixels a frame is over the limit of "
+                             f"{self.limits.input_pixels:,}; scale the clip down or raise limits.input_pixels.")
+        return info
+
+    def check_length(self, start: float = 0.0, duration: float | None = None) -> tuple[float, float | None]:
+        """The part of the clip a job uses, (start, end or None), refused when it is over the
+        limits by what the header says (decoding checks again, frame by frame)."""
+        name = self.path.name + ("/" if self.info.kind == "folder" else "")
+        total = self.info.duration
+        if total is not None and start >= total > 0:
+            raise VideoError(f"{name}: start {start:g} s is at or past the end of the clip ({total:.2f} s).")
+        end = start + duration if duration is not None else None
+        if total is not None:
+            end = total if end is None else min(end, total)
+        if end is not None:
+            seconds = end - start
+            if seconds > self.limits.video_seconds:
+                raise VideoError(f"{name}: {_hms(seconds)} of video is over the limit of "
+                                 f"{_hms(self.limits.video_seconds)} (limits.video_seconds); trim it with start "
+                                 "and duration, or raise the limit.")
+            frames = int(round(seconds * self.info.fps))
+            if frames > self.limits.frames:
+                raise VideoError(f"{name}: about {frames:,} frames ({_hms(seconds)} at {self.info.fps:g} fps) is "
+                                 f"over the limit of {self.limits.frames:,} (limits.frames); trim it with start "
+                                 "and duration, or raise the limit.")
+        return start, end
+
+    # --- frames --------------------------------------------------------------------------
+
+    def frames(self, size: tuple[int, int] | None = None, start: float = 0.0,
+               duration: float | None = None) -> Iterator[Frame]:
+        """Decode frames whose time is in [start, start + duration), upright, resized to
+        ``size`` (w, h; None: as stored). Raises :class:`VideoError` for data that stops
+        short or is corrupt, and when more frames come than the limits allow."""
+        start, end = self.check_length(start, duration)
+        name = self.path.name + ("/" if self.info.kind == "folder" else "")
+        count = 0
+        for index, t, rgb in self._source.frames(start):
+            if t < start - 1e-6:
+                continue
+            if end is not None and t >= end - 1e-6:
+                break
+            count += 1
+            if count > self.limits.frames:
+                raise VideoError(f"{name}: more than {self.limits.frames:,} frames (limits.frames); trim it with "
+                                 "start and duration, or raise the limit.")
+            if t - start > self.limits.video_seconds:
+                raise VideoError(f"{name}: more than {_hms(self.limits.video_seconds)} of video "
+                                 "(limits.video_seconds); trim it with start and duration, or raise the limit.")
+            if size is not None and rgb.shape[:2] != (size[1], size[0]):
+                rgb = resize(rgb, *size)
+            yield Frame(index, t, rgb)
+        if count == 0:
+            where = f" from {start:g} s" if start else ""
+            raise VideoError(f"{name}: the clip holds no video frames{where}; nothing to stylize.")
 
     # --- audio ---------------------------------------------------------------------------
 
     def audio_stream(self) -> Any:
         """The first audio stream (PyAV), or None."""
-        if self._container is None or not self._container.streams.audio:
-            return None
-        return self._container.streams.audio[0]
+        return self._source.audio_stream() if self._source is not None else None
 
     def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
-        if self._image is not None:
-            self._image.close()
-            self._image = None
+        if self._source is not None:
+            self._source.close()
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from nstd.atomic import write_atomic
+from nstd.engine.hooks import Progress, Result
 from nstd.images import LoadedImage
 from nstd.video import flow
 from nstd.video.clip import Clip, ClipInfo, Frame
@@ -47,31 +48,15 @@ FRAMES_FORMAT = 1
 
 
 @dataclass
-class ClipProgress:
+class ClipProgress(Progress):
     """The engine's progress inside one frame, plus where in the clip it is.
 
-    It has every field of :class:`nstd.engine.Progress`, so whatever shows a still's
-    progress shows a clip's; ``eta`` is for the whole clip."""
+    It is a :class:`nstd.engine.Progress`, so whatever shows a still's progress shows a
+    clip's; ``eta`` is for the whole clip, ``frame_eta`` for the frame."""
 
-    frame: int  # 1-based
-    frames: int  # as far as known (the header's count until the clip has been read)
-    scale: int
-    scales: int
-    iteration: int
-    iterations: int
-    loss: float
-    content: float
-    style: float
-    tv: float
-    elapsed: float
-    eta: float | None
-    tile: int = 0
-    tiles: int = 0
+    frame: int = 0  # 1-based
+    frames: int = 0  # as far as known (the header's count until the clip has been read)
     frame_eta: float | None = None
-
-    @property
-    def eta_text(self) -> str:
-        return "ETA ?" if self.eta is None else f"ETA {self.eta:.0f}s"
 
 
 @dataclass
@@ -85,27 +70,14 @@ class ClipContent:
 
 
 @dataclass
-class ClipResult:
-    """What a clip job made: the output, per-frame records, and the fields of an engine
-    :class:`nstd.engine.Result` that a report reads (summed or taken over the frames)."""
+class ClipResult(Result):
+    """What a clip job made: an engine :class:`nstd.engine.Result` (summed or taken over
+    the frames; ``image``: the last frame) plus the output and per-frame records."""
 
-    output: Path
-    info: ClipInfo
-    frames: list[dict[str, Any]]
-    used: dict[str, Any]
-    seed: int
-    initial: dict[str, float]
-    final: dict[str, float]
-    history: list[dict[str, Any]]
-    iterations: int
-    evaluations: int
-    stopped_by: str
-    timings: dict[str, float]
-    shapes: list[tuple[int, int]]
-    notes: list[str] = field(default_factory=list)
-    precision: list[str] = field(default_factory=list)
-    image: np.ndarray | None = None  # the last frame
-    alpha: None = None
+    output: Path | None = None
+    info: ClipInfo | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    used: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         """The clip's own part of a job report."""
@@ -225,122 +197,170 @@ def stylize_clip(engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]
     never replaced (``NAME-1.mp4`` …). Raises :class:`nstd.engine.Interrupted` when
     ``should_stop`` says so.
     """
-    from nstd.engine import Interrupted
-    from nstd.engine.plan import check_size
+    loop = FrameLoop(engine, clip, styles, params, output, work, key, largest, log)
+    loop.progress, loop.should_stop, loop.preview = progress, should_stop, preview
+    loop.checkpoint, loop.checkpoint_every, loop.resume = checkpoint, checkpoint_every, resume
+    records = loop.run()
+    return encode_clip(loop, records, overwrite, audio_opener)
 
-    say = log or (lambda *a, **k: None)
-    info = clip.info
-    t_start = time.monotonic()
-    fit = check_size(info.width, info.height, params.size, largest, f"{Path(info.path).name}")
-    size = even_size(*fit, output)
-    notes = list(info.notes)
-    if size != fit:
-        notes.append(f"{fit[0]}×{fit[1]} has an odd side, which {output.suffix} (H.264/VP9, 4:2:0) cannot encode: "
-                     f"the last {'column' if size[0] != fit[0] else 'row'}"
-                     f"{' and row' if size[0] != fit[0] and size[1] != fit[1] else ''} is cropped, to "
-                     f"{size[0]}×{size[1]}")
-    start, end = clip.check_length(params.start, params.duration)
-    estimate = int(round(((end if end is not None else start) - start) * info.fps)) or info.frames or 0
-    store = FrameStore(work / "frames", json.dumps({"key": key, "clip": sha_of(info), "size": size,
-                                                    "output": output.suffix.lower()}, sort_keys=True), params.seed)
-    if store.resumed:
-        say("resuming the clip: frames already stylized are kept")
-    seed = store.seed
-    temporal = params.temporal_weight > 0 and takes_temporal(engine)
-    if params.temporal_weight > 0 and not temporal:
-        notes.append("temporal_weight: this engine takes no temporal target yet; later frames are held by the "
-                     "warm start alone")
-    first_params, later_params = frame_params(params, False), frame_params(params, True)
-    first_params = dataclasses.replace(first_params, seed=seed)
-    later_params = dataclasses.replace(later_params, seed=seed)
 
-    records: list[dict[str, Any]] = []
-    prev_in: np.ndarray | None = None
-    prev_out: np.ndarray | None = None
-    first_seconds, later_seconds = None, []
+class FrameLoop:
+    """The frame loop of one clip: its plan (size, frame store, parameters), then
+    :meth:`step` for every frame in order, each resumed, skipped or stylized."""
+
+    progress: Callable[[ClipProgress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    preview: Callable[[np.ndarray, int], None] | None = None
+    checkpoint: Callable[[dict[str, Any]], None] | None = None
+    checkpoint_every: int = 0
+    resume: dict[str, Any] | None = None
+
+    def __init__(self, engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]], params: Any, output: Path,
+                 work: Path, key: str, largest: int | None, log: Callable[..., None] | None) -> None:
+        from nstd.engine.plan import check_size
+
+        self.engine, self.clip, self.styles, self.params, self.output = engine, clip, styles, params, output
+        self.say = log or (lambda *a, **k: None)
+        info = self.info = clip.info
+        self.t_start = time.monotonic()
+        self.fit = check_size(info.width, info.height, params.size, largest, f"{Path(info.path).name}")
+        size = self.size = even_size(*self.fit, output)
+        self.notes = list(info.notes)
+        if size != self.fit:
+            fit = self.fit
+            self.notes.append(f"{fit[0]}×{fit[1]} has an odd side, which {output.suffix} (H.264/VP9, 4:2:0) cannot "
+                              f"encode: the last {'column' if size[0] != fit[0] else 'row'}"
+                              f"{' and row' if size[0] != fit[0] and size[1] != fit[1] else ''} is cropped, to "
+                              f"{size[0]}×{size[1]}")
+        self.start, self.end = start, end = clip.check_length(params.start, params.duration)
+        self.estimate = int(round(((end if end is not None else start) - start) * info.fps)) or info.frames or 0
+        self.store = FrameStore(work / "frames", json.dumps({"key": key, "clip": sha_of(info), "size": size,
+                                                             "output": output.suffix.lower()}, sort_keys=True),
+                                params.seed)
+        if self.store.resumed:
+            self.say("resuming the clip: frames already stylized are kept")
+        self.seed = self.store.seed
+        self.temporal = params.temporal_weight > 0 and takes_temporal(engine)
+        if params.temporal_weight > 0 and not self.temporal:
+            self.notes.append("temporal_weight: this engine takes no temporal target yet; later frames are held by "
+                              "the warm start alone")
+        self.first_params = dataclasses.replace(frame_params(params, False), seed=self.seed)
+        self.later_params = dataclasses.replace(frame_params(params, True), seed=self.seed)
+        self.records: list[dict[str, Any]] = []
+        self.prev_in: np.ndarray | None = None
+        self.prev_out: np.ndarray | None = None
+        self.first_seconds: float | None = None
+        self.later_seconds: list[float] = []
+        self.source = Path(info.path).name
+
+    def run(self) -> list[dict[str, Any]]:
+        """Every frame of the part asked for, in order; the records of all of them."""
+        params = self.params
+        for i, frame in enumerate(self.clip.frames(self.fit, self.start,
+                                                   params.duration if params.duration is not None else None)):
+            self.step(i, frame)
+        return self.records
+
+    def step(self, i: int, frame: Frame) -> None:
+        """Frame ``i``: kept when finished before a restart, else stylized and stored."""
+        from nstd.engine import Interrupted
+
+        rgb = frame.rgb[: self.size[1], : self.size[0]]
+        record = self.store.done(i)
+        if record is not None:  # finished before a restart
+            self.records.append(record)
+            self.prev_in, self.prev_out = rgb, None
+            return
+        if self.should_stop is not None and self.should_stop():
+            raise Interrupted(f"stopped before frame {i + 1} of the clip; {i} frame(s) are kept")
+        content = Frame(frame.index, frame.time, np.ascontiguousarray(rgb)).as_image(self.source)
+        fp, reliable, kwargs = self.warm_start(i, frame, rgb)
+        t_frame = time.monotonic()
+        total_frames = max(self.estimate, i + 1)
+        frame_resume = self.resume if self.resume is not None and self.resume.get("frame") == i else None
+        if frame_resume is not None:
+            self.say("frame %d resumes from its checkpoint at iteration %d", i + 1, int(frame_resume["iteration"]))
+        first_iterations = self.records[0]["iterations"] if self.records else 1
+        result = self.engine.stylize(
+            content, self.styles, fp, progress=lambda p: self.on_progress(p, i, total_frames, first_iterations),
+            should_stop=self.should_stop, checkpoint=self.saver(i) if self.checkpoint is not None else None,
+            checkpoint_every=self.checkpoint_every, resume=frame_resume, **kwargs)
+        seconds = time.monotonic() - t_frame
+        pixels = _quantised(result.image)
+        record = frame_record(i, frame, self.start, result, seconds, reliable)
+        self.store.save(i, pixels, record)
+        self.records.append(record)
+        self.say("frame %d/%d (source frame %d, %.2f s) done: %d iterations in %.1fs, loss %.4g%s", i + 1,
+                 total_frames, frame.index, frame.time, result.iterations, seconds,
+                 result.final.get("loss", float("nan")),
+                 f", flow reliable on {reliable:.0%}" if reliable is not None else "")
+        if self.preview is not None:
+            self.preview(pixels.astype(np.float32), i + 1)
+        self.prev_in, self.prev_out = rgb, pixels
+        if i == 0:
+            self.first_seconds = seconds
+        else:
+            self.later_seconds.append(seconds)
+
+    def warm_start(self, i: int, frame: Frame, rgb: np.ndarray) -> tuple[Any, float | None, dict[str, Any]]:
+        """Frame ``i``'s parameters, how much of its flow is reliable, and (for a later
+        frame) the previous stylized frame warped onto it, and the temporal term."""
+        if i == 0:
+            return self.first_params, None, {}
+        kwargs: dict[str, Any] = {}
+        if self.prev_out is None:
+            self.prev_out = self.store.load(i - 1)
+        m = flow.motion(self.prev_in, rgb)
+        warped = m.warp(self.prev_out.astype(np.float32))
+        kwargs["init_image"] = LoadedImage(warped, None, f"{self.source}#frame{frame.index - 1} warped", "")
+        if self.temporal:
+            kwargs["temporal"] = Temporal(warped, m.mask, self.params.temporal_weight)
+        return self.later_params, round(m.reliable, 4), kwargs
+
+    def on_progress(self, p: Any, i: int, total_frames: int, first_iterations: int) -> None:
+        if self.progress is None:
+            return
+        left = total_frames - i - 1
+        per_later = float(np.mean(self.later_seconds)) if self.later_seconds else None
+        if per_later is None and self.first_seconds is not None:
+            per_later = self.first_seconds * self.params.frame_iterations / max(1, first_iterations)
+        eta = None
+        if p.eta is not None and (per_later is not None or left == 0):
+            eta = p.eta + left * (per_later or 0.0)
+        self.progress(ClipProgress(p.scale, p.scales, p.iteration, p.iterations, p.loss, p.content, p.style, p.tv,
+                                   time.monotonic() - self.t_start, eta, p.tile, p.tiles, frame=i + 1,
+                                   frames=total_frames, frame_eta=p.eta))
+
+    def saver(self, i: int) -> Callable[[dict[str, Any]], None]:
+        """The engine's checkpoint inside frame ``i``, saved with the frame's number."""
+        checkpoint = self.checkpoint
+
+        def save_state(state: dict[str, Any]) -> None:
+            checkpoint({**state, "frame": i})
+
+        return save_state
+
+
+LOSS_KEYS = ("loss", "content", "style", "tv")
+
+
+def frame_record(i: int, frame: Frame, start: float, result: Any, seconds: float,
+                 reliable: float | None) -> dict[str, Any]:
+    """What the frame store keeps of one finished frame."""
+    return {"frame": i, "source_frame": frame.index, "time": round(frame.time - start, 6),
+            "iterations": result.iterations, "seconds": round(seconds, 3),
+            "loss": {k: float(v) for k, v in result.final.items() if k in LOSS_KEYS},
+            "reliable": reliable, "stopped_by": result.stopped_by, "precision": list(result.precision),
+            "shapes": [list(s) for s in result.shapes], "evaluations": result.evaluations,
+            "initial": {k: float(v) for k, v in result.initial.items() if k in LOSS_KEYS}}
+
+
+def totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The engine's result fields summed or taken over the frames' records."""
     iterations = evaluations = 0
-    initial: dict[str, float] = {}
     precisions: list[str] = []
     shapes: list[tuple[int, int]] = []
     stopped_by = "iterations"
-    last_image = None
-    source = Path(info.path).name
-
-    for i, frame in enumerate(clip.frames(fit, start, params.duration if params.duration is not None else None)):
-        rgb = frame.rgb[: size[1], : size[0]]
-        record = store.done(i)
-        if record is not None:  # finished before a restart
-            records.append(record)
-            prev_in, prev_out = rgb, None
-            continue
-        if should_stop is not None and should_stop():
-            raise Interrupted(f"stopped before frame {i + 1} of the clip; {i} frame(s) are kept")
-        content = Frame(frame.index, frame.time, np.ascontiguousarray(rgb)).as_image(source)
-        kwargs: dict[str, Any] = {}
-        reliable = None
-        if i == 0:
-            fp = first_params
-        else:
-            fp = later_params
-            if prev_out is None:
-                prev_out = store.load(i - 1)
-            m = flow.motion(prev_in, rgb)
-            warped = m.warp(prev_out.astype(np.float32))
-            reliable = round(m.reliable, 4)
-            kwargs["init_image"] = LoadedImage(warped, None, f"{source}#frame{frame.index - 1} warped", "")
-            if temporal:
-                kwargs["temporal"] = Temporal(warped, m.mask, params.temporal_weight)
-        t_frame = time.monotonic()
-        total_frames = max(estimate, i + 1)
-
-        def on_progress(p: Any, i: int = i, t_frame: float = t_frame, total_frames: int = total_frames) -> None:
-            if progress is None:
-                return
-            left = total_frames - i - 1
-            per_later = float(np.mean(later_seconds)) if later_seconds else None
-            if per_later is None and first_seconds is not None:
-                per_later = first_seconds * params.frame_iterations / max(1, first_iterations[0])
-            eta = None
-            if p.eta is not None and (per_later is not None or left == 0):
-                eta = p.eta + left * (per_later or 0.0)
-            progress(ClipProgress(i + 1, total_frames, p.scale, p.scales, p.iteration, p.iterations, p.loss,
-                                  p.content, p.style, p.tv, time.monotonic() - t_start, eta, p.tile, p.tiles,
-                                  p.eta))
-
-        first_iterations = [records[0]["iterations"]] if records else [1]
-        frame_resume = resume if resume is not None and resume.get("frame") == i else None
-        if frame_resume is not None:
-            say("frame %d resumes from its checkpoint at iteration %d", i + 1, int(frame_resume["iteration"]))
-
-        def save_state(state: dict[str, Any], i: int = i) -> None:
-            if checkpoint is not None:
-                checkpoint({**state, "frame": i})
-
-        result = engine.stylize(content, styles, fp, progress=on_progress, should_stop=should_stop,
-                                checkpoint=save_state if checkpoint is not None else None,
-                                checkpoint_every=checkpoint_every, resume=frame_resume, **kwargs)
-        seconds = time.monotonic() - t_frame
-        pixels = _quantised(result.image)
-        record = {"frame": i, "source_frame": frame.index, "time": round(frame.time - start, 6),
-                  "iterations": result.iterations, "seconds": round(seconds, 3),
-                  "loss": {k: float(v) for k, v in result.final.items() if k in ("loss", "content", "style", "tv")},
-                  "reliable": reliable, "stopped_by": result.stopped_by, "precision": list(result.precision),
-                  "shapes": [list(s) for s in result.shapes], "evaluations": result.evaluations,
-                  "initial": {k: float(v) for k, v in result.initial.items()
-                              if k in ("loss", "content", "style", "tv")}}
-        store.save(i, pixels, record)
-        records.append(record)
-        say("frame %d/%d (source frame %d, %.2f s) done: %d iterations in %.1fs, loss %.4g%s", i + 1, total_frames,
-            frame.index, frame.time, result.iterations, seconds, result.final.get("loss", float("nan")),
-            f", flow reliable on {reliable:.0%}" if reliable is not None else "")
-        if preview is not None:
-            preview(pixels.astype(np.float32), i + 1)
-        prev_in, prev_out = rgb, pixels
-        if i == 0:
-            first_seconds = seconds
-        else:
-            later_seconds.append(seconds)
-
     for r in records:
         iterations += r["iterations"]
         evaluations += r.get("evaluations", 0)
@@ -353,20 +373,35 @@ def stylize_clip(engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]
         if r.get("stopped_by") == "time_limit":
             stopped_by = "time_limit"
     initial = dict(records[0].get("initial", {})) if records else {}
+    return {"iterations": iterations, "evaluations": evaluations, "precision": precisions, "shapes": shapes,
+            "stopped_by": stopped_by, "initial": initial, "final": records[-1]["loss"] if records else {},
+            "history": [{"frame": r["frame"] + 1, "iteration": r["iterations"], **r["loss"]} for r in records]}
 
-    # --- encode ----------------------------------------------------------------------------
-    t_encode = time.monotonic()
+
+def frame_durations(records: list[dict[str, Any]], loop: FrameLoop) -> tuple[list[float], float, bool]:
+    """How long each frame shows (the last one: to the part's end, or a usual step), the
+    last one's, and whether the rate is variable."""
+    fps = loop.info.fps
     times = [r["time"] for r in records]
-    steps = np.diff(times) if len(times) > 1 else np.asarray([1.0 / info.fps])
-    last = (end - start - times[-1]) if end is not None else float(np.median(steps))
+    steps = np.diff(times) if len(times) > 1 else np.asarray([1.0 / fps])
+    last = (loop.end - loop.start - times[-1]) if loop.end is not None else float(np.median(steps))
     if not 0 < last <= 4 * float(np.median(steps)) + 1e-6:
         last = float(np.median(steps))
     durations = list(np.diff(times)) + [last]
-    variable = len(times) > 2 and float(np.ptp(steps)) > 0.5 / max(info.fps, 1.0)
+    variable = len(times) > 2 and float(np.ptp(steps)) > 0.5 / max(fps, 1.0)
+    return durations, last, variable
+
+
+def encode_clip(loop: FrameLoop, records: list[dict[str, Any]], overwrite: bool,
+                audio_opener: Callable[[Path], Any] | None) -> ClipResult:
+    """The finished frames encoded to the output, with the source's frame times and sound."""
+    info, store, start, end = loop.info, loop.store, loop.start, loop.end
+    t_encode = time.monotonic()
+    durations, last, variable = frame_durations(records, loop)
     audio = None
     if info.audio and info.kind == "av":
         audio = AudioSource(Path(info.path), start, end, audio_opener)
-    writer = ClipWriter(output, size, info.fps, audio=audio, variable_rate=variable, notes=notes)
+    writer = ClipWriter(loop.output, loop.size, info.fps, audio=audio, variable_rate=variable, notes=loop.notes)
     try:
         for r, d in zip(records, durations):
             writer.write(store.load(r["frame"]), r["time"], float(d))
@@ -376,20 +411,18 @@ def stylize_clip(engine: Any, clip: Clip, styles: list[tuple[LoadedImage, float]
         writer.abort()
         raise
     encode_s = time.monotonic() - t_encode
-    say("encoded %d frames to %s in %.1fs", len(records), written.name, encode_s)
-    first_idx, last_idx = records[0]["source_frame"], records[-1]["source_frame"]
-    used = {"frames": len(records), "first_frame": first_idx, "last_frame": last_idx,
-            "start": round(start, 4), "end": round(times[-1] + last + start, 4), "size": list(size),
-            "audio": ("copied" if audio is not None and writer.audio is not None and getattr(writer, "_copy", False)
-                      else "re-encoded" if audio is not None and writer.audio is not None else None)}
+    loop.say("encoded %d frames to %s in %.1fs", len(records), written.name, encode_s)
+    used = {"frames": len(records), "first_frame": records[0]["source_frame"],
+            "last_frame": records[-1]["source_frame"], "start": round(start, 4),
+            "end": round(records[-1]["time"] + last + start, 4), "size": list(loop.size),
+            "audio": writer.audio_mode if audio is not None else None}
     later = [r["seconds"] for r in records[1:]]
-    timings = {"total": round(time.monotonic() - t_start, 3), "encode": round(encode_s, 3),
+    timings = {"total": round(time.monotonic() - loop.t_start, 3), "encode": round(encode_s, 3),
                "optimize": round(sum(r["seconds"] for r in records), 3),
                "first_frame": records[0]["seconds"] if records else None,
                "later_frame_mean": round(float(np.mean(later)), 3) if later else None}
-    history = [{"frame": r["frame"] + 1, "iteration": r["iterations"], **r["loss"]} for r in records]
-    return ClipResult(written, info, records, used, seed, initial, records[-1]["loss"] if records else {}, history,
-                      iterations, evaluations, stopped_by, timings, shapes, writer.notes, precisions, last_image)
+    return ClipResult(image=last_image, alpha=None, seed=loop.seed, timings=timings, notes=writer.notes,
+                      output=written, info=info, frames=records, used=used, **totals(records))
 
 
 def sha_of(info: ClipInfo) -> str:

@@ -116,9 +116,23 @@ def read_clip_inputs(item: WorkItem, cfg: Config, spec: jobs.JobSpec) -> ClipInp
     return ClipInputs(spec, params, clip, styles, ext)
 
 
+def load_resume(item: WorkItem, key: str) -> dict[str, Any] | None:
+    """The engine's checkpoint inside a frame, when one was saved for these parameters and clip."""
+    from nstd.engine import load_checkpoint
+
+    if not item.checkpoint.exists():
+        return None
+    try:
+        state = load_checkpoint(item.checkpoint.read_bytes())
+        return state if state.get("params") == key else None  # the frame loop says if that frame is still to finish
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
+        item.log("checkpoint unreadable (%s): the frame starts over", exc, level=logging.WARNING)
+        return None
+
+
 def run_clip(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: runner.Hooks) -> runner.Outcome:
     """:func:`nstd.runner.run_job` for a clip; every ending is an Outcome."""
-    from nstd.engine import Interrupted, load_checkpoint, save_checkpoint
+    from nstd.engine import Interrupted, save_checkpoint
     from nstd.video.clip_job import ClipContent, sha256_file, stylize_clip
 
     found = content_of(item, cfg)
@@ -135,14 +149,7 @@ def run_clip(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: runn
     try:
         sha = sha256_file(spec.content)
         key = runner.params_key(params) + "|" + sha
-        resume = None
-        if item.checkpoint.exists():
-            try:
-                state = load_checkpoint(item.checkpoint.read_bytes())
-                if state.get("params") == key:
-                    resume = state  # the frame loop says so if that frame is still to finish
-            except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs time
-                item.log("checkpoint unreadable (%s): the frame starts over", exc, level=logging.WARNING)
+        resume = load_resume(item, key)
 
         def save(state: dict[str, Any]) -> None:
             write_atomic(item.checkpoint, lambda fh: fh.write(save_checkpoint({**state, "params": key})))

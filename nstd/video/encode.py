@@ -80,6 +80,98 @@ class AudioSource:
     opener: Callable[[Path], Any] | None = None  # file object for the path (the inbox's safe open)
 
 
+class AudioRemux:
+    """The sound of an :class:`AudioSource` into an open output container: copied when the
+    container takes its codec, else re-encoded; interleaved with the video by time."""
+
+    def __init__(self, src: AudioSource, out: Any, fmt: str, dest: Path, notes: list[str]) -> None:
+        """Raises :class:`LookupError` when the source has no sound PyAV can read."""
+        import av
+
+        self.src, self.out = src, out
+        self._in = self._packets = self._pending = None
+        self.fh = src.opener(src.path) if src.opener else open(src.path, "rb")
+        try:
+            self._in = av.open(self.fh, "r", metadata_errors="ignore")
+        except av.error.FFmpegError:
+            self.fh.close()
+            raise LookupError("no readable sound") from None
+        if not self._in.streams.audio:
+            self.close_in()
+            raise LookupError("no sound")
+        ins = self._in.streams.audio[0]
+        name = ins.codec_context.name
+        ok = AUDIO_OK[fmt]
+        self.copy = ok is None or name in ok
+        if self.copy:
+            self.stream = out.add_stream_from_template(ins)
+        else:
+            codec = AUDIO_FALLBACK[fmt]
+            rate = 48000 if codec == "libopus" else (ins.codec_context.sample_rate or 48000)
+            self.stream = out.add_stream(codec, rate=rate)
+            layout = ins.codec_context.layout.name if ins.codec_context.layout else "stereo"
+            self.stream.layout = layout if layout in ("mono", "stereo") else "stereo"
+            self._resampler = av.AudioResampler(format=self.stream.codec_context.format.name,
+                                                layout=self.stream.layout.name, rate=rate)
+            notes.append(f"the sound ({name}) cannot go into {dest.suffix} as it is: re-encoded as "
+                         f"{codec.removeprefix('lib')}")
+        self._packets = self._items(ins)
+
+    def _items(self, ins: Any) -> Iterator[tuple[float, Any]]:
+        """(time, packet or frames) of the part used, shifted to the output's clock."""
+        src = self.src
+        tb = ins.time_base
+        off = 0 if not src.start else int(round(src.start / tb))
+        if src.start:
+            self._in.seek(off, stream=ins, backward=True)
+        for packet in self._in.demux(ins):
+            if packet.pts is None or packet.dts is None:
+                continue
+            t = float(packet.pts * tb)
+            if src.start and t < src.start - 1e-6:
+                continue
+            if src.end is not None and t >= src.end - 1e-6:
+                break
+            if self.copy:
+                if off:
+                    packet.pts, packet.dts = packet.pts - off, packet.dts - off
+                packet.stream = self.stream
+                yield t - src.start, packet
+            else:
+                for frame in packet.decode():
+                    frame.pts = None
+                    for resampled in self._resampler.resample(frame):
+                        yield t - src.start, resampled
+
+    def mux_until(self, t: float | None, mux: Callable[[Any], None]) -> None:
+        """Interleave: the sound up to ``t`` seconds (None: all that is left); ``mux``
+        writes encoded packets."""
+        if self._packets is None:
+            return
+        while True:
+            if self._pending is None:
+                self._pending = next(self._packets, None)
+                if self._pending is None:
+                    self._packets = None
+                    if not self.copy:
+                        mux(self.stream.encode(None))
+                    return
+            at, item = self._pending
+            if t is not None and at > t:
+                return
+            self._pending = None
+            if self.copy:
+                self.out.mux(item)
+            else:
+                mux(self.stream.encode(item))
+
+    def close_in(self) -> None:
+        if self._in is not None:
+            self._in.close()
+            self._in = None
+            self.fh.close()
+
+
 @dataclass
 class ClipWriter:
     """Frames in, one finished file (or folder) out; see the module's table.
@@ -105,7 +197,7 @@ class ClipWriter:
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.dest.parent / f".nstd.{secrets.token_hex(6)}.tmp"
         self.count, self._frames = 0, []
-        self._audio_in = self._audio_packets = self._pending_audio = None
+        self._remux: AudioRemux | None = None
         if self.kind == "frames":  # out.png: the folder out/ of out/frame_000001.png …
             self.dest = self.dest.with_suffix("")
             self.tmp.mkdir()
@@ -142,85 +234,21 @@ class ClipWriter:
             self._open_audio()
 
     def _open_audio(self) -> None:
-        import av
-
-        src = self.audio
-        fh = src.opener(src.path) if src.opener else open(src.path, "rb")
         try:
-            self._audio_in = av.open(fh, "r", metadata_errors="ignore")
-        except av.error.FFmpegError:
-            fh.close()
+            self._remux = AudioRemux(self.audio, self.out, self._fmt, self.dest, self.notes)
+        except LookupError:
             self.audio = None
-            return
-        self._audio_fh = fh
-        if not self._audio_in.streams.audio:
-            self._close_audio_in()
-            self.audio = None
-            return
-        ins = self._audio_in.streams.audio[0]
-        name = ins.codec_context.name
-        ok = AUDIO_OK[self._fmt]
-        self._copy = ok is None or name in ok
-        if self._copy:
-            self.audio_out = self.out.add_stream_from_template(ins)
-        else:
-            codec = AUDIO_FALLBACK[self._fmt]
-            rate = 48000 if codec == "libopus" else (ins.codec_context.sample_rate or 48000)
-            self.audio_out = self.out.add_stream(codec, rate=rate)
-            layout = ins.codec_context.layout.name if ins.codec_context.layout else "stereo"
-            self.audio_out.layout = layout if layout in ("mono", "stereo") else "stereo"
-            self._resampler = av.AudioResampler(format=self.audio_out.codec_context.format.name,
-                                                layout=self.audio_out.layout.name, rate=rate)
-            self.notes.append(f"the sound ({name}) cannot go into {self.dest.suffix} as it is: re-encoded as "
-                              f"{codec.removeprefix('lib')}")
-        self._audio_packets = self._audio_stream(ins)
 
-    def _audio_stream(self, ins: Any) -> Iterator[tuple[float, Any]]:
-        """(time, packet or frames) of the part used, shifted to the output's clock."""
-        src = self.audio
-        tb = ins.time_base
-        off = 0 if not src.start else int(round(src.start / tb))
-        if src.start:
-            self._audio_in.seek(off, stream=ins, backward=True)
-        for packet in self._audio_in.demux(ins):
-            if packet.pts is None or packet.dts is None:
-                continue
-            t = float(packet.pts * tb)
-            if src.start and t < src.start - 1e-6:
-                continue
-            if src.end is not None and t >= src.end - 1e-6:
-                break
-            if self._copy:
-                if off:
-                    packet.pts, packet.dts = packet.pts - off, packet.dts - off
-                packet.stream = self.audio_out
-                yield t - src.start, packet
-            else:
-                for frame in packet.decode():
-                    frame.pts = None
-                    for resampled in self._resampler.resample(frame):
-                        yield t - src.start, resampled
+    @property
+    def audio_mode(self) -> str | None:
+        """How the sound went in: copied, re-encoded, or None (not kept)."""
+        if self.audio is None or self._remux is None:
+            return None
+        return "copied" if self._remux.copy else "re-encoded"
 
     def _mux_audio_until(self, t: float | None) -> None:
-        """Interleave: the sound up to ``t`` seconds (None: all that is left)."""
-        if self._audio_packets is None:
-            return
-        while True:
-            if self._pending_audio is None:
-                self._pending_audio = next(self._audio_packets, None)
-                if self._pending_audio is None:
-                    self._audio_packets = None
-                    if not self._copy:
-                        self._mux(self.audio_out.encode(None))
-                    return
-            at, item = self._pending_audio
-            if t is not None and at > t:
-                return
-            self._pending_audio = None
-            if self._copy:
-                self.out.mux(item)
-            else:
-                self._mux(self.audio_out.encode(item))
+        if self._remux is not None:
+            self._remux.mux_until(t, self._mux)
 
     def _mux(self, packets: Any) -> None:
         for p in packets:
@@ -275,10 +303,8 @@ class ClipWriter:
                 os.fsync(fh.fileno())
 
     def _close_audio_in(self) -> None:
-        if self._audio_in is not None:
-            self._audio_in.close()
-            self._audio_in = None
-            self._audio_fh.close()
+        if self._remux is not None:
+            self._remux.close_in()
 
     def finish(self, overwrite: bool = True) -> Path:
         """Close the file and rename it to ``dest`` (``overwrite=False``: ``NAME-1.mp4`` … if
