@@ -135,6 +135,9 @@ class Worker:
                 item = None
             self.handoff.discard(p)
             if item is not None:
+                for q in queue:  # a job sharing a part with this one waits for a scan that sees who names it now
+                    if q is not p and p.candidate.shared & set(q.candidate.files):
+                        self.handoff.discard(q)
                 return self.queue.ingest(item, work_root)
         return None
 

@@ -247,3 +247,24 @@ def test_a_tensorflow_error_gets_a_plain_sentence_and_its_text_stays_in_the_job_
     assert "Conv2D" not in yaml.safe_dump(err)
     assert op_text in (setup.paths.failed / "tf" / "job.log").read_text()
     assert "Conv2D" not in board.snapshot()["recent_failed"][-1]["error"]
+
+
+def test_a_job_sharing_a_style_with_one_just_claimed_waits_for_the_next_scan(setup):
+    """The scan that called the style shared is stale once one of its two jobs is claimed:
+    the other must not copy it too and leave it in the inbox for ever."""
+    inbox = setup.paths.inbox
+    make_image(inbox / "art.png", seed=2)
+    for name in ("one", "two"):
+        make_image(inbox / f"{name}.png", seed=1)
+        (inbox / f"{name}.yaml").write_text(f"content: {name}.png\nstyle: art.png\n")
+    clock = Clock()
+    w, handoff, board = worker(setup, Engine(), clock)
+    for _ in range(3):
+        clock.now += 10
+        w.scanner.loop(clock.now)
+        while w.loop(clock.now):
+            pass
+    assert sorted(p.name for p in inbox.iterdir()) == []
+    for name in ("one", "two"):
+        assert sorted(p.name for p in (setup.paths.archive / name).iterdir() if not p.name.startswith(".")) == \
+            ["art.png", f"{name}.png", f"{name}.yaml"]
