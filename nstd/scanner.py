@@ -144,8 +144,12 @@ class Scanner:
         work_root = cfg.paths.state / "work"
         orphans = []
         for work in sorted(work_root.iterdir()) if work_root.is_dir() else []:
-            if work.name.startswith("."):  # a claim being prepared; holds no inputs yet
-                if time.time() - work.stat().st_mtime > 2 * cfg.service.lease_timeout:
+            if work.name.startswith("."):  # a claim being prepared, or a finished job being removed
+                try:
+                    age = time.time() - work.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # its removal finished meanwhile
+                if age > 2 * cfg.service.lease_timeout:
                     shutil.rmtree(work, ignore_errors=True)
                 continue
             if self.held(work):

@@ -103,3 +103,17 @@ def test_orphaned_work_is_offered_unless_held_or_alive(tmp_path):
     scanner.loop()
     assert handoff.take()[0] == [dead]
     assert handoff.take()[0] == []  # taken once
+
+
+def test_a_work_folder_removed_while_the_scan_looks_at_it_never_fails_the_scan(tmp_path, thin_mat):
+    """A finished job's work folder is renamed to a hidden name and deleted while the
+    scanner may be listing state/work: the scan must shrug, not raise. A dangling link
+    stands for a folder gone between the listing and its stat."""
+    from tests.daemon_harness import write_config
+
+    cfg = config_mod.load(write_config(tmp_path, thin_mat))
+    work_root = cfg.paths.state / "work"
+    work_root.mkdir(parents=True)
+    cfg.paths.inbox.mkdir(parents=True)
+    os.symlink(tmp_path / "removed-meanwhile", work_root / ".gone-123-job")
+    Scanner(lambda: cfg, StatusBoard("host"), Handoff(), lambda work: False).loop()  # raised FileNotFoundError
