@@ -103,7 +103,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         init_image = load_image(Path(params.init), args.max_pixels)
     weights, engine, load_s = load_engine(args)
     bar = ProgressLine()
-    result = engine.stylize(content, styles, params, init_image=init_image, progress=bar, regions=regions)
+    result = engine.stylize(content, styles, params, init_image=init_image, progress=bar, regions=regions,
+                            plan=lambda plan: print(f"plan: {plan.describe()}", file=sys.stderr, flush=True))
     bar.close()
     written = save_image(out, result.image, result.alpha, dpi=params.dpi, quality=params.jpeg_quality)
     report = job_report(status="done", result=result, params=params, content=content, styles=styles,

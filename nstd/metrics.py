@@ -106,3 +106,16 @@ def line_energy(image: np.ndarray, rows: list[int], columns: list[int], reach: i
     near = [dx[i] for c in columns for i in range(c - 1 - reach, c + reach) if 0 <= i < dx.size]
     near += [dy[i] for r in rows for i in range(r - 1 - reach, r + reach) if 0 <= i < dy.size]
     return float(np.mean(near))
+
+
+def fine_energy(image: np.ndarray) -> float:
+    """Mean square of the finest octave of the luminance (what a blur of σ 1 px removes):
+    pixel noise and brush texture both live there."""
+    lum = luminance(image)
+    return float(np.mean((lum - gaussian_filter(lum, 1.0)) ** 2))
+
+
+def fine_ratio(image: np.ndarray, content: np.ndarray) -> float:
+    """The finest octave's energy over the content's at the same size: 1 is as detailed as the
+    photo; a much larger number at a large size than at 512 px is noise, not strokes."""
+    return fine_energy(image) / max(fine_energy(content), 1e-12)

@@ -112,6 +112,8 @@ class Params:
     coarse_iterations: int | None = 20
     time_limit: float | None = None
     tile_size: int | None = None
+    paint_size: int | None = 512  # painted at this size; larger pictures add detail passes (engine/plan.py)
+    detail_iterations: int = 40  # iterations of each detail pass
     # output
     size: int | None = 512
     print: PrintSize | None = None  # sets size (with the photo's shape, see fit_print) and dpi
@@ -143,7 +145,7 @@ OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_wei
 ENCODING_KEYS = ("dpi", "jpeg_quality")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
                "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size",
-               "frame_iterations")
+               "frame_iterations", "paint_size", "detail_iterations")
 
 #: Solver recipes. ``fast`` is the measured best time-to-quality on CPU (see bench/).
 SOLVERS: dict[str, dict[str, Any]] = {
@@ -153,12 +155,12 @@ SOLVERS: dict[str, dict[str, Any]] = {
     # The origin project: Adam lr 2.0 from a noisy content image, no clipping, 200 steps.
     "origin": {"optimizer": "adam", "learning_rate": 2.0, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8,
                "init": "noise", "noise_ratio": 0.6, "scales": (1.0,), "iterations": 200, "coarse_iterations": None,
-               "clip": False},
+               "clip": False, "paint_size": None},
     # TensorFlow's style-transfer tutorial: Adam lr 0.02, β1 0.99, ε 0.1 on [0, 1] pixels,
     # i.e. lr 0.02·255 and ε 0.1/255 on our 0–255 pixels; content init; clipped; 1000 steps.
     "tutorial": {"optimizer": "adam", "learning_rate": 0.02 * 255, "beta1": 0.99, "beta2": 0.999,
                  "epsilon": 0.1 / 255, "init": "content", "scales": (1.0,), "iterations": 1000, "coarse_iterations": None,
-                 "clip": True},
+                 "clip": True, "paint_size": None},
 }
 
 #: ``strength`` s → style:content ratio r = STRENGTH_MID · (s / (1 − s))^STRENGTH_SLOPE. On the
@@ -351,6 +353,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "coarse_iterations": _number(1, 1_000_000, integer=True, none_ok=True),
     "time_limit": _number(0.1, none_ok=True),
     "tile_size": _number(128, 65536, integer=True, none_ok=True),
+    "paint_size": _number(64, 65536, integer=True, none_ok=True),
+    "detail_iterations": _number(1, 1_000_000, integer=True),
     "size": _number(16, 65536, integer=True, none_ok=True),
     "print": _print,
     "dpi": _dpi_value,

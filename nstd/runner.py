@@ -199,6 +199,7 @@ def optimise(item: WorkItem, engine: Any, inputs: JobInputs, resume: dict[str, A
     try:
         return engine.stylize(inputs.content, inputs.styles, inputs.params, init_image=inputs.init_image,
                               regions=inputs.regions, progress=hooks.progress, checkpoint=save,
+                              plan=lambda plan: item.log("plan: %s", plan.describe()),
                               checkpoint_every=cfg.service.checkpoint_every, resume=resume, preview=preview,
                               should_stop=hooks.should_stop)
     except Interrupted as exc:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from nstd.engine import memory
-from nstd.engine.plan import (MIN_SIDE, check_size, scale_budget, scales, smaller_tile, style_size, tile_side,
-                              visit_budget)
+from nstd.engine.plan import (DETAIL_COST, DETAIL_LAYERS, HOLD_SIGMA, MIN_SIDE, check_size, detail_params,
+                              scale_budget, scales, smaller_tile, style_size, tile_side, visit_budget)
 from nstd.errors import ParamError
 from nstd.images import LoadedImage
-from nstd.params import resolve
+from nstd.params import resolve, strength_weights
 from tests.conftest import REPO
 
 
@@ -113,3 +113,30 @@ def test_the_plan_needs_no_tensorflow():
             "p.scales(96, 72, resolve({})); print(any(m.startswith('tensorflow') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.unit
+def test_a_big_picture_is_painted_at_paint_size_then_gains_detail_passes_that_double():
+    p = resolve({"size": 4096})
+    plan = scales(4096, 3072, p)
+    assert [s.size for s in plan] == [(256, 192), (512, 384), (1024, 768), (2048, 1536), (4096, 3072)]
+    assert [s.detail for s in plan] == [False, False, True, True, True]
+    assert [s.iterations for s in plan] == [20, 100, 40, 40, 40]
+    # each pass holds the one before blurred by the same share of its pixels
+    assert all(s.hold == pytest.approx(2 * HOLD_SIGMA) for s in plan[2:])
+    # a detail step costs a third of a full one per pixel, and the ETA counts it so
+    assert plan[2].work == pytest.approx(1024 * 768 * 40 * DETAIL_COST)
+    # a size just over a doubling is not given a pass of its own: the last pass takes it
+    assert [s.size for s in scales(2400, 1800, p) if s.detail] == [(1024, 768), (2400, 1800)]
+    assert scales(2400, 1800, p)[-1].hold == pytest.approx(HOLD_SIGMA * 2400 / 1024)
+    # up to a quarter over paint_size, and with paint_size off, the old plan: no detail pass
+    assert not any(s.detail for s in scales(640, 480, p))
+    assert not any(s.detail for s in scales(4096, 3072, resolve({"size": 4096, "paint_size": None})))
+    assert not any(s.detail for s in scales(4096, 3072, resolve({"size": 4096, "preset": "origin"})))
+
+
+@pytest.mark.unit
+def test_a_detail_pass_optimises_fine_style_layers_against_a_hold_at_the_jobs_strength():
+    p = detail_params(resolve({"strength": 0.8}))
+    assert p.content_layers == () and p.style_layers == DETAIL_LAYERS and p.laplacian_weight == 0.0
+    assert (p.content_weight, p.style_weight) == strength_weights(0.8) and p.normalize

@@ -7,8 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from nstd.engine import Engine, load_checkpoint, load_weights, precision, tiling
+from nstd.engine import Engine, load_checkpoint, load_weights, objective, precision, tiling
 from nstd.engine.precision import ChoiceCache, Measuring, Precision
+from nstd.engine.steps import size_class
 from nstd.images import load_image
 from nstd.params import resolve
 from tests.conftest import make_image, stopped_checkpoint
@@ -61,9 +62,9 @@ def test_auto_measures_once_per_shape_and_remembers_it_on_disk(thin_mat, pair, t
     assert again.chooser.measured == []  # the choice came from the disk
 
 
-def test_a_tiled_scale_measures_each_window_size_once_whatever_its_frame(thin_mat, tmp_path):
-    """Tiles of one window size differ only in the frame their losses leave out; timing the
-    candidates again for every frame cost a fresh machine minutes per tiled scale."""
+def test_a_tiled_scale_measures_each_size_class_once_whatever_its_windows(thin_mat, tmp_path):
+    """Tiles differ in their frames and edge windows in their sizes; timing the candidates
+    again for each cost a fresh machine minutes per tiled scale."""
     content = load_image(make_image(tmp_path / "c.png", (192, 144), seed=1))
     style = load_image(make_image(tmp_path / "s.png", (64, 64), seed=2))
     engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"),
@@ -71,10 +72,32 @@ def test_a_tiled_scale_measures_each_window_size_once_whatever_its_frame(thin_ma
     p = resolve({"size": 192, "iterations": 2, "scales": [1.0], "seed": 1, "tile_size": 128})
     engine.stylize(content, [(style, 1.0)], p)
     windows = [w for shifted in (False, True) for w in tiling.windows(192, 144, 128, shifted)]
-    sizes = {(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start) for w in windows}
-    assert len({(w.rows.stop - w.rows.start, w.cols.stop - w.cols.start, w.seen) for w in windows}) > len(sizes)
-    measured = engine.chooser.measured
-    assert sorted((s.height, s.width) for s in measured) == sorted(sizes), measured
+    sizes = {(w.cols.stop - w.cols.start, w.rows.stop - w.rows.start) for w in windows}
+    classes = {size_class(*s) for s in sizes}
+    assert len(sizes) > len(classes)  # several window sizes share a class
+    measured = [size_class(s.width, s.height) for s in engine.chooser.measured]
+    assert sorted(measured) == sorted(classes), engine.chooser.measured
+
+
+def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_on_a_crop(thin_mat, pair, tmp_path,
+                                                                                          monkeypatch):
+    """Photos come in every shape: the choice is kept per size class, so a second photo of
+    another aspect ratio runs at once; a shape over PROBE_PIXELS is timed on a centre crop."""
+    content, style = pair
+    measuring = Measuring(min_pixels=0, supported=("fp32", "bf16"))
+    engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"), measuring=measuring)
+    p = resolve({"size": 96, "iterations": 2, "scales": [1.0], "seed": 1})
+    engine.stylize(content, [(style, 1.0)], p)
+    assert len(engine.chooser.measured) == 1 and engine.chooser.rate() > 0  # a step's seconds per pixel
+    square = load_image(make_image(tmp_path / "square.png", (90, 90), seed=4))
+    r = engine.stylize(square, [(style, 1.0)], p)
+    assert r.shapes == [(96, 96)] and len(engine.chooser.measured) == 1  # 96×96 after 96×72: nothing timed
+    monkeypatch.setattr(objective, "PROBE_PIXELS", 48 * 48)
+    wide = load_image(make_image(tmp_path / "wide.png", (160, 80), seed=5))
+    engine.stylize(wide, [(style, 1.0)], resolve({"size": 150, "iterations": 2, "scales": [1.0], "seed": 1}))
+    assert [(s.width, s.height) for s in engine.chooser.measured[1:]] == [(150, 75)]
+    timed = {(shape.width, shape.height) for shape, _ in engine.steps.compiled}
+    assert (67, 33) in timed  # the centre crop of 48×48 pixels' worth, 2:1 like the photo
 
 
 def test_auto_never_takes_a_format_that_changes_the_result(thin_mat, pair, tmp_path, caplog):

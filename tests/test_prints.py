@@ -286,3 +286,53 @@ def test_nstd_stylize_writes_a_tiff_print_with_its_dpi(tmp_path, thin_mat):
     report = yaml.safe_load((tmp_path / "out.report.yaml").read_text())
     assert report["upscaled"] == {"from": [48, 36], "to": [80, 60], "method": "lanczos"}
     assert report["parameters"]["size"] == 80 and report["parameters"]["dpi"] == 40
+
+
+# --- big pictures: painted at paint_size, then detail passes ---------------------------------
+
+
+@pytest.fixture
+def print_pair(tmp_path):
+    from nstd.images import load_image
+
+    return (load_image(make_image(tmp_path / "c.png", (192, 144), seed=1)),
+            load_image(make_image(tmp_path / "s.png", (96, 96), seed=2)))
+
+
+def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_pair, monkeypatch):
+    """The detail passes hold everything coarser than their blur where the picture painted at
+    paint_size put it, and change the finest octave: seen small, it stays that picture."""
+    from nstd.engine import objective
+    from nstd.images import resize
+
+    content, style = print_pair
+    small = engine.stylize(content, [(style, 1.0)], resolve({"size": 64, "seed": 1, "iterations": 6}))
+    p = resolve({"size": 192, "paint_size": 64, "seed": 1, "iterations": 6, "detail_iterations": 6})
+    plans = []
+    big = engine.stylize(content, [(style, 1.0)], p, plan=plans.append)
+    assert big.shapes == [(64, 48), (128, 96), (192, 144)] and big.image.shape == (144, 192, 3)
+    assert [d for *_, d in plans[0].scales] == [False, True, True] and "detail 128×96" in plans[0].describe()
+    drift = np.abs(resize(big.image, 64, 48) - small.image).mean()
+    # the passes did work: the picture is not the small one upscaled
+    assert np.abs(big.image - resize(small.image, 192, 144)).mean() > drift
+    # and the hold is what keeps it: without it the same passes move the small view twice as far
+    monkeypatch.setattr(objective, "HOLD_GAIN", 0.0)
+    loose = engine.stylize(content, [(style, 1.0)], p)
+    assert drift < 0.6 * np.abs(resize(loose.image, 64, 48) - small.image).mean()
+
+
+def test_a_big_job_killed_in_a_tiled_detail_pass_resumes_to_the_same_picture(engine, print_pair):
+    from nstd.engine import load_checkpoint
+    from tests.conftest import stopped_checkpoint
+
+    content, style = print_pair
+    p = resolve({"size": 192, "paint_size": 64, "seed": 1, "iterations": 3, "detail_iterations": 4,
+                 "tile_size": 128})
+    whole = engine.stylize(content, [(style, 1.0)], p)
+    assert any("scale 3 (192x144) refined in 128px tiles" in n for n in whole.notes), whole.notes
+    # 3 iterations at 64 px, 4 at 128 px, then the 192 px pass in tiles of 2 iterations each
+    saved = stopped_checkpoint(engine, content, style, p, after=12, match=r"scale 3/3, tile 3/13, iteration 1")
+    state = load_checkpoint(saved)
+    assert state.scale == 2 and state.base is not None and state.base.shape == (144, 192, 3)
+    resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
+    assert np.array_equal(resumed.image, whole.image)

@@ -21,8 +21,9 @@ from typing import Any, Iterator
 import numpy as np
 
 #: What a checkpoint holds and how it is read back; raised when that changes (2: tiled scales
-#: keep the whole image's style sums in both sweeps), so an older checkpoint starts over.
-CHECKPOINT_FORMAT = 2
+#: keep the whole image's style sums in both sweeps; 3: big pictures have detail passes,
+#: which keep the picture they hold), so an older checkpoint starts over.
+CHECKPOINT_FORMAT = 3
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Checkpoint(Mapping):
     history: list[dict[str, float]]
     precision: str = ""  # the steps' number format and compiler, e.g. "fp32/xla"
     tiled: TileState | None = None
+    base: np.ndarray | None = None  # a detail pass: the picture it holds (the pass before's, resized)
     labels: dict[str, Any] = field(default_factory=dict)  # the caller's own: params, frame…
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +64,8 @@ class Checkpoint(Mapping):
                "best_loss": self.best_loss, "best_x": self.best_x, "best_parts": self.best_parts,
                "initial": self.initial, "iterations_done": self.iterations_done, "evaluations": self.evaluations,
                "elapsed": self.elapsed, "history": self.history, "precision": self.precision}
+        if self.base is not None:
+            out["base"] = self.base
         if self.tiled is not None:
             t = self.tiled
             out.update({"tile_sums": {str(i): a for i, a in enumerate(t.sums)}, "tile_counts": t.counts,
@@ -81,7 +85,7 @@ class Checkpoint(Mapping):
             return cls(int(d["scale"]), int(d["iteration"]), int(d["seed"]), d["solver"], d["best_loss"], d["best_x"],
                        dict(d.get("best_parts", {})), dict(d.get("initial", {})), int(d.get("iterations_done", 0)),
                        int(d.get("evaluations", 0)), float(d.get("elapsed", 0.0)), list(d.get("history", [])),
-                       d.get("precision") or "", tiled, {k: v for k, v in d.items() if k not in _FIELDS})
+                       d.get("precision") or "", tiled, d.get("base"), {k: v for k, v in d.items() if k not in _FIELDS})
         except KeyError as exc:
             raise ValueError(f"it lacks {exc.args[0]!r}, which every checkpoint has") from None
 
@@ -116,7 +120,7 @@ class Checkpoint(Mapping):
 
 
 _FIELDS = ("solver", "scale", "iteration", "seed", "best_loss", "best_x", "best_parts", "initial", "iterations_done",
-           "evaluations", "elapsed", "history", "precision", "tile_sums", "tile_counts", "tile", "tile_side", "x_full")
+           "evaluations", "elapsed", "history", "precision", "tile_sums", "tile_counts", "tile", "tile_side", "x_full", "base")
 
 
 def save_checkpoint(state: Checkpoint | Mapping[str, Any]) -> bytes:

@@ -31,7 +31,30 @@ class Progress:
 
     @property
     def eta_text(self) -> str:
-        return "ETA ?" if self.eta is None else f"ETA {self.eta:.0f}s"
+        return "ETA ?" if self.eta is None else f"ETA {duration(self.eta)}"
+
+
+def duration(seconds: float) -> str:
+    """A span of time as a person reads it: 42s, 12 min, 3 h 05 min."""
+    if seconds < 100:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job will do, told before its first step: each scale's size and iterations,
+    and the time that takes at the step rate this machine measured (None: not yet known)."""
+
+    scales: list[tuple[int, int, int, bool]]  # (width, height, iterations, detail pass?)
+    estimate: float | None
+
+    def describe(self) -> str:
+        parts = [f"{'detail ' if d else ''}{w}×{h} ({n} iterations)" for w, h, n, d in self.scales]
+        about = f"; about {duration(self.estimate)} on this machine" if self.estimate is not None else ""
+        return f"{len(self.scales)} scale(s): {', '.join(parts)}{about}"
 
 
 @dataclass
@@ -57,13 +80,14 @@ class Result:
 class Hooks:
     """The callbacks of one job, each optional.
 
-    ``progress``: after every iteration. ``checkpoint``: every ``checkpoint_every``
+    ``plan``: once, before the first step (:class:`Plan`). ``progress``: after every iteration. ``checkpoint``: every ``checkpoint_every``
     iterations and before stopping; a :class:`Checkpoint` to resume from. ``preview``: the
     image so far, every ``preview_every`` iterations (a parameter). ``should_stop``: asked
     before every iteration; when it says so, the job checkpoints and raises :class:`Interrupted`.
     """
 
     progress: Callable[[Progress], None] | None = None
+    plan: Callable[[Plan], None] | None = None
     checkpoint: Callable[[Checkpoint], None] | None = None
     checkpoint_every: int = 0
     preview: Callable[[np.ndarray, int], None] | None = None

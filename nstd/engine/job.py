@@ -7,6 +7,7 @@ dead job.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass
@@ -51,14 +52,17 @@ class Job:
         params, state = inputs.params, inputs.resume
         self.seed = state.seed if state is not None else params.seed if params.seed is not None else \
             secrets.randbits(32)
+        if inputs.regions or inputs.temporal is not None:  # their terms need the content at every scale
+            params = dataclasses.replace(params, paint_size=None)
         self.scales = plan.scales(*check_size(inputs.content.size[0], inputs.content.size[1], params.size), params)
-        self.run = Run(params, self.seed, self.scales, hooks, state)
+        self.run = Run(params, self.seed, self.scales, hooks, state, objectives.chooser.rate())
         self.optimiser = Optimiser(objectives, solvers, self.run, inputs.temporal)
 
     def result(self) -> Result:
         """Run every scale from the resumed one on, and finish the picture."""
         state = self.inputs.resume
         first = state.scale if state is not None else 0
+        self.run.announce()
         x: np.ndarray | None = None
         final: dict[str, float] = {}
         for si in range(first, len(self.scales)):
@@ -67,9 +71,14 @@ class Job:
 
     def scale(self, si: int, x: np.ndarray | None, restored: Checkpoint | None) -> tuple[np.ndarray, dict[str, float]]:
         """Scale ``si`` from the previous scale's image ``x`` (or the start, or the checkpoint)."""
-        inputs, params, run = self.inputs, self.inputs.params, self.run
-        w, h = self.scales[si].size
-        c_rgb = resize(inputs.content.rgb, w, h)
+        inputs, run, scale = self.inputs, self.run, self.scales[si]
+        params = run.params_for(si)
+        w, h = scale.size
+        if scale.detail:  # its content is the picture so far, which it holds and adds detail to
+            run.base = restored.base if restored is not None else resize(x.astype(np.float32), w, h)
+            c_rgb = run.base
+        else:
+            c_rgb = resize(inputs.content.rgb, w, h)
         t0 = time.monotonic()
         masks, weights = None, None
         if inputs.regions:

@@ -14,7 +14,7 @@ import numpy as np
 
 from nstd.engine import plan
 from nstd.engine.checkpoint import Checkpoint, TileState
-from nstd.engine.hooks import Hooks, Interrupted, Progress
+from nstd.engine.hooks import Hooks, Interrupted, Plan, Progress
 from nstd.engine.precision import Precision
 from nstd.engine.solvers import Solver
 
@@ -34,29 +34,50 @@ class Eta:
 
     seconds: float = 0.0
     work: float = 0.0  # pixel-iterations those steps did
+    prior: float | None = None  # seconds per pixel-iteration measured before the job (the precision's timing)
 
     def left(self, work: float) -> float | None:
-        """Seconds for ``work`` more pixel-iterations; None until a steady step was timed."""
-        return work * self.seconds / self.work if self.work else None
+        """Seconds for ``work`` more pixel-iterations; before a steady step was timed, from
+        the prior; None without either."""
+        if self.work:
+            return work * self.seconds / self.work
+        return work * self.prior if self.prior is not None else None
 
 
 class Run:
     """One job's state over its scales, and the loop that runs each solver."""
 
-    def __init__(self, params, seed: int, scales: list[plan.Scale], hooks: Hooks, resume: Checkpoint | None) -> None:
+    def __init__(self, params, seed: int, scales: list[plan.Scale], hooks: Hooks, resume: Checkpoint | None,
+                 rate: float | None = None) -> None:
         self.params, self.seed, self.scales, self.hooks = params, seed, scales, hooks
         self.t_start = time.monotonic()
         self.elapsed_before = resume.elapsed if resume is not None else 0.0
+        self.resumed_scale = resume.scale if resume is not None else 0
         self.history: list[dict[str, float]] = list(resume.history) if resume is not None else []
         self.iterations_done = resume.iterations_done if resume is not None else 0
         self.evaluations = resume.evaluations if resume is not None else 0
         self.initial: dict[str, float] = dict(resume.initial) if resume is not None else {}
         self.stopped_by = "iterations"
         self.notes: list[str] = []
-        self.eta = Eta()
+        self.eta = Eta(prior=rate)
         self.timings = {"targets": 0.0, "first_step": 0.0, "optimize": 0.0}
         self.precision = ""  # of the steps running now, e.g. bf16/graph
         self.precisions: list[str] = []  # every one used, in order
+        self.base: np.ndarray | None = None  # the picture the running detail pass holds
+        self._detail_params = plan.detail_params(params)
+
+    def params_for(self, si: int):
+        """The parameters scale ``si`` optimises with: a detail pass has its own (:func:`plan.detail_params`)."""
+        return self._detail_params if self.scales[si].detail else self.params
+
+    def announce(self) -> None:
+        """The plan and its estimated time, before the first step (a resumed job: what is left)."""
+        first = self.resumed_scale
+        estimate = self.eta.left(sum(s.work for s in self.scales[first:]))
+        if estimate is not None:
+            self.timings["estimate"] = round(estimate, 1)
+        if self.hooks.plan is not None:
+            self.hooks.plan(Plan([(s.width, s.height, s.iterations, s.detail) for s in self.scales], estimate))
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
@@ -86,7 +107,7 @@ class Run:
         """Everything needed to continue exactly here (``evaluations``: finished solvers only)."""
         return Checkpoint(si, it, self.seed, solver.state(), best.loss, best.x, best.parts, self.initial,
                           self.iterations_done, self.evaluations, self.elapsed(), list(self.history), self.precision,
-                          at)
+                          at, self.base if self.scales[si].detail else None)
 
     def loop(self, si: int, solver: Solver, best: Best, start: int, n: int, budget: float | None,
              at: TileState | None = None, tiles: int = 0) -> Best:

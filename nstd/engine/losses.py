@@ -7,6 +7,7 @@ content image, so a setting means the same on every pair and size.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,27 @@ def laplacian(x: Any, margin: Margin = NO_MARGIN) -> Any:
 def laplacian_term(x: Any, target: Any, margin: Margin = NO_MARGIN) -> Any:
     """mean((Lap(x) − Lap(c))²), the content's Laplacian given as ``target``."""
     return tf.reduce_mean(tf.square(laplacian(x, margin) - target))
+
+
+def blur(x: Any, sigma: float) -> Any:
+    """``x`` [n, h, w, 3] blurred by a Gaussian of ``sigma`` pixels, separably, zeros past the
+    edge (a detail pass blurs its picture and its target alike, so the edges agree)."""
+    r = max(1, math.ceil(2.5 * sigma))
+    k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma * sigma))
+    k = np.tile((k / k.sum()).astype(np.float32)[:, None, None], (1, 3, 1))  # (taps, channels, 1)
+    x = tf.nn.depthwise_conv2d(x, tf.constant(k[None]), [1, 1, 1, 1], "SAME")
+    return tf.nn.depthwise_conv2d(x, tf.constant(k[:, None]), [1, 1, 1, 1], "SAME")
+
+
+def hold_term(x: Any, target: Any, sigma: float, margin: Margin = NO_MARGIN) -> Any:
+    """mean((blur(x) − target)²) inside the frame: a detail pass keeps what is coarser than
+    ``sigma`` where the pass before put it. ``target``: the held picture's :func:`blur`, cropped."""
+    return tf.reduce_mean(tf.square(crop(blur(x, sigma), margin) - target))
+
+
+def hold_scale(c_rgb: np.ndarray) -> float:
+    """Turns :func:`hold_term` into an error relative to the held picture's variance."""
+    return 1.0 / max(float(np.var(np.asarray(c_rgb, np.float64))), 1e-6)
 
 
 def content_scale(trace: float, channels: int) -> float:

@@ -16,12 +16,18 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from nstd.engine.backend import tf
-from nstd.engine.losses import (NO_MARGIN, Margin, content_scale, crop, laplacian, laplacian_scale, layer_stride,
-                                style_scale, tv_scale)
+from nstd.engine.losses import (NO_MARGIN, Margin, blur, content_scale, crop, hold_scale, laplacian, laplacian_scale,
+                                layer_stride, style_scale, tv_scale)
 from nstd.engine.precision import Chooser, Precision
 from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.steps import StepCompiler, StepInputs, StepShape, StepWeights
 from nstd.engine.targets import StyleTargets
+
+#: Shapes larger than this are timed on a centre crop of this many pixels (:func:`proxy_crop`).
+PROBE_PIXELS = 512 * 512
+#: A detail pass's hold against its style terms (each 1 at the held picture): a relative
+#: error of the blurred picture weighs this much more than a relative content error.
+HOLD_GAIN = 300.0
 
 
 @dataclass(frozen=True)
@@ -32,11 +38,13 @@ class LossWeights:
     style: tuple[tuple[float, ...], ...]  # per style layer, per masked region (one without masks)
     tv: float
     laplacian: float  # part of the content, so it follows content_weight
+    hold: float = 0.0  # a detail pass's hold on the picture before, also part of the content
 
     def tensors(self) -> StepWeights:
         return StepWeights(tf.constant(np.asarray(self.content, np.float32)),
                            tf.constant(np.asarray(self.style, np.float32)),
-                           tf.constant(np.float32(self.tv)), tf.constant(np.float32(self.laplacian)))
+                           tf.constant(np.float32(self.tv)), tf.constant(np.float32(self.laplacian)),
+                           tf.constant(np.float32(self.hold)))
 
 
 class RegionTargets(NamedTuple):
@@ -82,9 +90,10 @@ class Objectives:
     def __init__(self, targets: StyleTargets, steps: StepCompiler, chooser: Chooser) -> None:
         self.targets, self.steps, self.chooser = targets, steps, chooser
 
-    def weights(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any) -> LossWeights:
+    def weights(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any, hold: float = 0.0) -> LossWeights:
         """The loss weights for Gram targets ``grams``, normalised on the whole content image
-        ``c_rgb`` (see the module's text)."""
+        ``c_rgb`` (see the module's text). ``hold`` > 0: a detail pass, whose content image
+        is the picture it holds (:data:`HOLD_GAIN`)."""
         c_w = [params.content_weight * wt for _, wt in params.content_layers]
         s_w = [params.style_weight * wt for _, wt in params.style_layers]
         if params.normalize:
@@ -95,7 +104,8 @@ class Objectives:
                 c_w[i] *= content_scale(float(np.trace(own[n])), own[n].shape[0])
             for j, n in enumerate(s_layers):
                 s_w[j] *= style_scale(own[n], grams[j])
-        return LossWeights(tuple(c_w), tuple((w,) for w in s_w), *image_weights(c_rgb, params))
+        held = params.content_weight * HOLD_GAIN * hold_scale(c_rgb) if hold else 0.0
+        return LossWeights(tuple(c_w), tuple((w,) for w in s_w), *image_weights(c_rgb, params), held)
 
     def regions(self, regions: list[Region], c_rgb: np.ndarray, params: Any) -> RegionTargets:
         """Targets and weights with one masked Gram matrix per region and style layer; a
@@ -120,7 +130,8 @@ class Objectives:
         return RegionTargets(grams, masks, LossWeights(tuple(c_w), tuple(s_w), *image_weights(c_rgb, params)))
 
     def build(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any, weights: LossWeights,
-              margin: Margin = NO_MARGIN, masks: list[np.ndarray] | None = None, once: bool = False) -> Objective:
+              margin: Margin = NO_MARGIN, masks: list[np.ndarray] | None = None, once: bool = False,
+              hold: float = 0.0) -> Objective:
         """The objective at ``c_rgb``'s shape; the content's targets are computed here.
 
         ``weights`` come from :meth:`weights` on the whole image (a tile passes the whole
@@ -128,17 +139,39 @@ class Objectives:
         context. ``once``: for one evaluation, so ``auto`` measures nothing
         (:meth:`Chooser.for_one_evaluation`).
         """
-        h, w = c_rgb.shape[:2]
-        c_layers, s_layers = layer_names(params)
-        c_feats = self.targets.features(c_rgb, c_layers, params.pooling)
-        inputs = StepInputs([tf.constant(crop(c_feats[n], margin, layer_stride(n))) for n in c_layers],
-                            laplacian(tf.constant(c_rgb[None], tf.float32), margin),
-                            [tf.constant(g) for g in grams], [tf.constant(m) for m in masks] if masks else [],
-                            weights.tensors())
-        shape = StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0)
+        shape, inputs = self._step(c_rgb, grams, params, weights, margin, masks, hold)
         if once:
             how = self.chooser.for_one_evaluation(shape)
         else:
-            x = tf.constant(c_rgb[None], tf.float32)
-            how = self.chooser.choose(shape, lambda how: self.steps.get(shape, how)(x, *inputs)[:2])
+            probe_shape, probe_inputs, probe_x = shape, inputs, c_rgb
+            if shape.height * shape.width > PROBE_PIXELS and not masks:  # timed on a crop of its size class
+                probe_x = proxy_crop(c_rgb)
+                probe_shape, probe_inputs = self._step(probe_x, grams, params, weights, NO_MARGIN, None, hold)
+            x = tf.constant(probe_x[None], tf.float32)
+            how = self.chooser.choose(shape, lambda how: self.steps.get(probe_shape, how)(x, *probe_inputs)[:2])
         return Objective(self.steps.get(shape, how), inputs, how)
+
+    def _step(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any, weights: LossWeights, margin: Margin,
+              masks: list[np.ndarray] | None, hold: float) -> tuple[StepShape, StepInputs]:
+        """The step's shape and inputs for content ``c_rgb`` (the content's targets computed here)."""
+        h, w = c_rgb.shape[:2]
+        c_layers, s_layers = layer_names(params)
+        c_feats = self.targets.features(c_rgb, c_layers, params.pooling) if c_layers else {}
+        c_x = tf.constant(c_rgb[None], tf.float32)
+        inputs = StepInputs([tf.constant(crop(c_feats[n], margin, layer_stride(n))) for n in c_layers],
+                            laplacian(c_x, margin), crop(blur(c_x, hold), margin) if hold else tf.constant(0.0),
+                            [tf.constant(g) for g in grams], [tf.constant(m) for m in masks] if masks else [],
+                            weights.tensors())
+        return StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0, hold), inputs
+
+
+def proxy_crop(c_rgb: np.ndarray, pixels: int | None = None) -> np.ndarray:
+    """The centre of ``c_rgb`` with at most ``pixels``, its shape's proportions kept: what
+    ``auto`` times a big shape's candidates on. Which format wins depends on the machine and
+    the layers, not on a shape's last pixels, and timing four candidates at print size costs
+    minutes (:class:`~nstd.engine.precision.Chooser` keys its choice by size class)."""
+    h, w = c_rgb.shape[:2]
+    f = min(1.0, ((pixels or PROBE_PIXELS) / (h * w)) ** 0.5)
+    ch, cw = max(16, int(h * f)), max(16, int(w * f))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(c_rgb[y:y + ch, x:x + cw])

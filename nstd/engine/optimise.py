@@ -49,10 +49,10 @@ class Optimiser:
               restored: Checkpoint | None, masks: list[np.ndarray] | None = None,
               weights: LossWeights | None = None) -> tuple[np.ndarray, dict[str, float]]:
         """(image, loss parts) of scale ``si`` optimised whole."""
-        run, params = self.run, self.run.params
+        run, params, hold = self.run, self.run.params_for(si), self.run.scales[si].hold
         if weights is None:
-            weights = self.objectives.weights(c_rgb, grams, params)
-        objective = self.objectives.build(c_rgb, grams, params, weights, masks=masks)
+            weights = self.objectives.weights(c_rgb, grams, params, hold)
+        objective = self.objectives.build(c_rgb, grams, params, weights, masks=masks, hold=hold)
         run.use(objective.precision)
         fg: Callable = objective
         if self.temporal is not None and self.temporal.applies(c_rgb):  # a clip's later frame
@@ -80,10 +80,11 @@ class TiledScale:
         self.first_sweep = len(self.sweeps[0])  # visits in the first sweep
         self.visits = self.first_sweep + len(self.sweeps[1])
         self.per_visit = max(1, self.run.scales[si].iterations // len(self.sweeps))
-        self.weights = optimiser.objectives.weights(c_rgb, grams, self.run.params)
+        self.params, self.hold = self.run.params_for(si), self.run.scales[si].hold
+        self.weights = optimiser.objectives.weights(c_rgb, grams, self.params, self.hold)
 
     def measure(self, x: np.ndarray, frame: tiling.Frame) -> list[tuple[np.ndarray, int]]:
-        params = self.run.params
+        params = self.params
         return self.opt.objectives.targets.region_sums(x, frame, layer_names(params)[1], params.pooling)
 
     def refine(self, x0: np.ndarray, restored: Checkpoint | None) -> tuple[np.ndarray, dict[str, float]]:
@@ -114,13 +115,13 @@ class TiledScale:
               restored: Checkpoint | None) -> Best:
         """Refine visit ``g``'s tile in ``x_full`` (in place); ``share``: the scale's time
         budget and when the scale began."""
-        run, params = self.run, self.run.params
+        run, params = self.run, self.params
         second = g >= self.first_sweep
         tile = self.sweeps[1][g - self.first_sweep] if second else self.sweeps[0][g]
         base = x_full[tile.region].copy()
         held = self.measure(base, tile.seen)
         tile_fg = self.opt.objectives.build(self.c_rgb[tile.region], tiling.nudged(held, ledger.deficit(self.grams)),
-                                            params, self.weights, tile.seen)
+                                            params, self.weights, tile.seen, hold=self.hold)
         run.use(tile_fg.precision)
         solver = self.opt.solvers(base, tile.objective(tile_fg, base), params)
         best, start = run.begin(solver, base, restored)

@@ -8,6 +8,7 @@ scale's and tile's share of a time limit. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -49,34 +50,88 @@ def check_size(width: int, height: int, size: int | None, largest: int | None = 
 MIN_SCALE_SIDE = 32
 
 
+#: A detail pass adds the picture's finest octave: style Grams up to conv3_1 only, which
+#: costs a third of a step to conv5_1 (VGG19.step_flops) and carries brush texture, not
+#: layout; the layout is held to the pass before (see :func:`detail_params`).
+DETAIL_LAYERS = (("conv1_1", 1.0), ("conv2_1", 1.0), ("conv3_1", 1.0))
+DETAIL_COST = 1 / 3.2  # a detail step's work per pixel, as a share of a full step's
+#: A detail pass holds the picture blurred by this many of the previous pass's pixels
+#: (times the size ratio) to the previous pass's result: everything coarser stays.
+HOLD_SIGMA = 0.6
+#: A detail size within this factor of the final size is skipped: the final pass does its work.
+DETAIL_MERGE = 1.4
+DETAIL_TV = 0.0
+
+
 @dataclass(frozen=True)
 class Scale:
-    """One scale of a job: its size and how many iterations it runs."""
+    """One scale of a job: its size, how many iterations it runs, and for a detail pass the
+    blur (σ in pixels) at which it holds the previous pass's picture."""
 
     width: int
     height: int
     iterations: int
+    hold: float = 0.0  # > 0: a detail pass
 
     @property
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
     @property
-    def work(self) -> int:
-        """Pixel-iterations: what the ETA counts, since a step's time grows with its pixels."""
-        return self.width * self.height * self.iterations
+    def detail(self) -> bool:
+        return self.hold > 0
+
+    @property
+    def work(self) -> float:
+        """Pixel-iterations, a detail pass's at its lower cost: what the ETA counts, since a
+        step's time grows with its pixels and its depth."""
+        return self.width * self.height * self.iterations * (DETAIL_COST if self.detail else 1.0)
 
 
 def scales(width: int, height: int, params: Any) -> list[Scale]:
     """The job's scales, coarse to fine, skipping those too small to matter (the full size
-    never is). The last runs ``iterations``, the others ``coarse_iterations`` (or as many)."""
+    never is). A picture larger than ``paint_size`` is painted at that size first (the
+    usual scales), then detail passes double it up to its size (:func:`detail_sizes`)."""
+    paint = params.paint_size
+    if paint and max(width, height) > paint * 1.25:
+        base = fit_size(width, height, paint)
+        passes = detail_sizes(base, (width, height))
+    else:
+        base, passes = (width, height), []
     sizes = []
     for s in params.scales:
-        w, h = max(1, round(width * s)), max(1, round(height * s))
+        w, h = max(1, round(base[0] * s)), max(1, round(base[1] * s))
         if s == 1.0 or min(w, h) >= MIN_SCALE_SIDE:
             sizes.append((w, h))
     coarse = params.coarse_iterations or params.iterations
-    return [Scale(w, h, params.iterations if i == len(sizes) - 1 else coarse) for i, (w, h) in enumerate(sizes)]
+    out = [Scale(w, h, params.iterations if i == len(sizes) - 1 else coarse) for i, (w, h) in enumerate(sizes)]
+    before = base
+    for w, h in passes:
+        out.append(Scale(w, h, params.detail_iterations, HOLD_SIGMA * max(w, h) / max(before)))
+        before = (w, h)
+    return out
+
+
+def detail_sizes(base: tuple[int, int], final: tuple[int, int]) -> list[tuple[int, int]]:
+    """Sizes of the detail passes from ``base`` to ``final``: doubling, the last one ``final``."""
+    out = []
+    side = max(base) * 2
+    while side * DETAIL_MERGE < max(final):
+        out.append(fit_size(*final, side))
+        side *= 2
+    return out + [final]
+
+
+def detail_params(params: Any) -> Any:
+    """The parameters of a detail pass: style on :data:`DETAIL_LAYERS` against the content's
+    hold (no VGG content layer), at the job's strength on the normalised objective."""
+    from nstd.params import strength_weights  # nstd.params imports the engine's weights
+
+    strength = params.strength if params.strength is not None else 0.5
+    c_w, s_w = strength_weights(strength)
+    return dataclasses.replace(params, content_layers=(), style_layers=DETAIL_LAYERS, content_weight=c_w,
+                               style_weight=s_w, strength=strength, normalize=True, laplacian_weight=0.0,
+                               tv_weight=DETAIL_TV)
 
 
 def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float) -> tuple[int, int]:

@@ -144,8 +144,17 @@ class ChoiceCache:
         text = self.choices.get(key)
         return Precision.parse(text) if text else None
 
-    def put(self, key: str, choice: Precision) -> None:
+    def rate(self, key: str) -> float | None:
+        """Seconds per pixel of one step with the choice for ``key``, as measured (None: not timed)."""
+        try:
+            return float(self.choices[f"rate|{key}"])
+        except (KeyError, ValueError):
+            return None
+
+    def put(self, key: str, choice: Precision, rate: float | None = None) -> None:
         self.choices[key] = str(choice)
+        if rate is not None:
+            self.choices[f"rate|{key}"] = f"{rate:.4g}"
         try:
             from nstd.atomic import write_bytes_atomic
 
@@ -185,6 +194,7 @@ class Chooser:
         self.choices = choices  # made when first needed: it reads the machine's description
         self.measured: list[Any] = []  # the shapes this chooser timed, in order
         self._chosen: dict[str, Precision] = {}
+        self.rates: dict[str, float] = {}  # shape key -> seconds per pixel of a step, where timed
 
     def known(self, shape: Any) -> Precision | None:
         """What this shape was given already, if anything."""
@@ -209,14 +219,26 @@ class Chooser:
             if self.choices is None:
                 self.choices = ChoiceCache()
             cache_key = f"{shape.key}|{self.compute}|{self.compiler}"
-            choice = self.choices.get(cache_key)
+            choice, rate = self.choices.get(cache_key), self.choices.rate(cache_key)
             if choice is None:
-                choice = self._measure(shape, probe)
-                self.choices.put(cache_key, choice)
+                choice, rate = self._measure(shape, probe)
+                self.choices.put(cache_key, choice, rate)
+            if rate is not None:
+                self.rates[shape.key] = rate
         self._chosen[shape.key] = choice
         return choice
 
-    def _measure(self, shape: Any, probe: Callable[[Precision], tuple]) -> Precision:
+    def rate(self) -> float | None:
+        """Seconds per pixel of a full step as last timed in this process or on disk: what a
+        plan's cost is estimated from before its first step (None: nothing timed yet)."""
+        if not self.rates and self.choices is not None:  # nothing timed in this process: what the disk has
+            for key in self.choices.choices:
+                if key.startswith("rate|"):
+                    self.rates[key[5:]] = self.choices.rate(key[5:]) or 0.0
+        full = [r for k, r in self.rates.items() if "|detail" not in k and r > 0]
+        return full[-1] if full else None
+
+    def _measure(self, shape: Any, probe: Callable[[Precision], tuple]) -> tuple[Precision, float]:
         """Time each candidate on the real shape; the fastest that agrees with fp32 wins."""
         self.measured.append(shape)
         m = self.measuring
@@ -245,4 +267,4 @@ class Chooser:
                  ", ".join(f"{h} {t:.3f}s" for h, t in timings.items()),
                  f"; refused {', '.join(refused)}" if refused else "", choice,
                  f" ({base / timings[choice]:.2f}× fp32/xla)" if base else "")
-        return choice
+        return choice, timings[choice] / (reference[1].size / 3)  # per pixel of the shape timed (maybe a proxy)

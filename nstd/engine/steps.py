@@ -8,11 +8,13 @@ regions the style loss has (0: one Gram matrix per style layer over the whole im
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterator, NamedTuple
 
 from nstd.engine import precision
 from nstd.engine.backend import tf
-from nstd.engine.losses import NO_MARGIN, Margin, content_term, crop, layer_stride, laplacian_term, tv_term
+from nstd.engine.losses import (NO_MARGIN, Margin, content_term, crop, hold_term, layer_stride, laplacian_term,
+                                tv_term)
 from nstd.engine.vgg import VGG19, gram
 
 
@@ -26,16 +28,23 @@ class StepShape(NamedTuple):
     pooling: str
     margin: Margin = NO_MARGIN
     regions: int = 0
+    hold: float = 0.0  # a detail pass: σ of the blur at which it holds the picture before (plan.Scale)
 
     @property
     def key(self) -> str:
         """How ``auto``'s choice for this shape is remembered (in the process and on disk).
 
-        The tile's frame is not part of it: the convolutions, which decide the speed, run
-        over the whole window either way, so all tiles of one window size share one
-        measurement (a tiled scale has ~18 frames but ~8 window sizes) and one format."""
-        return (f"{self.width}x{self.height}|{'+'.join(self.content_layers)}|{'+'.join(self.style_layers)}|"
-                f"{self.pooling}|{self.regions}")
+        The size enters as its class, the long side to the nearest half octave: the choice
+        depends on the machine, the layers and roughly the size, not on a photo's aspect
+        ratio, so a second photo of another shape starts at once. The tile's frame is not
+        part of it either: the convolutions run over the whole window either way."""
+        return (f"long{size_class(self.width, self.height)}|{'+'.join(self.content_layers)}|"
+                f"{'+'.join(self.style_layers)}|{self.pooling}|{self.regions}" + ("|detail" if self.hold else ""))
+
+
+def size_class(width: int, height: int) -> int:
+    """The long side rounded to the nearest half octave (…, 256, 362, 512, 724, 1024, …)."""
+    return round(2 ** (round(2 * math.log2(max(width, height, 1))) / 2))
 
 
 class StepWeights(NamedTuple):
@@ -45,6 +54,7 @@ class StepWeights(NamedTuple):
     style: Any  # (style layers, regions or 1)
     tv: Any  # scalar
     laplacian: Any  # scalar
+    hold: Any  # scalar
 
 
 class StepInputs(NamedTuple):
@@ -52,6 +62,7 @@ class StepInputs(NamedTuple):
 
     content_targets: list  # per content layer, the content's features inside the frame
     laplacian_target: Any  # the content's Laplacian inside the frame
+    hold_target: Any  # a detail pass: the held picture blurred, inside the frame (else unused)
     gram_targets: list  # per style layer: (C, C), or (regions, C, C) with masks
     masks: list  # per style layer: (regions, positions); empty without regions
     weights: StepWeights
@@ -79,13 +90,15 @@ def build_step(vgg: VGG19, shape: StepShape, how: precision.Precision) -> Callab
             m = masks[j][r][:, None]
             yield tf.matmul(flat * m, flat, transpose_a=True) / tf.maximum(tf.reduce_sum(m), 1e-6), targets[j][r]
 
-    def step(x, content_targets, laplacian_target, gram_targets, masks, weights):
+    def step(x, content_targets, laplacian_target, hold_target, gram_targets, masks, weights):
         with tf.GradientTape() as tape:
             tape.watch(x)
             feats = {n: crop(f, margin, layer_stride(n))
                      for n, f in vgg.features(x, layers, pooling=shape.pooling, dtype=how.dtype).items()}
             content = content_term(feats, shape.content_layers, content_targets, weights.content) + \
                 weights.laplacian * laplacian_term(x, laplacian_target, margin)
+            if shape.hold:
+                content += weights.hold * hold_term(x, hold_target, shape.hold, margin)
             style = tf.constant(0.0)
             for j, name in enumerate(shape.style_layers):
                 c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
