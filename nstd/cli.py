@@ -211,6 +211,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 content = load_image(spec.content, cfg.limits.input_pixels)
                 params = fit_print(params, content.size, cfg.limits.size, path.name)
                 jobs.check_limits(params, content.size, cfg.limits, path.name)
+                print(memory_lines(params, content.size, cfg.limits.memory))
             print(f"ok: job {path} (content {spec.content.name}, {len(spec.styles)} style(s))")
         except NstdError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -219,6 +220,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
             problems += 1
     return 1 if problems else 0
+
+
+def memory_lines(params: Any, content_size: tuple[int, int], limit: int | None) -> str:
+    """The job's scales with their memory on paper, against what the daemon may use."""
+    from nstd.engine import memory, plan
+
+    total = limit if limit is not None else memory.machine_memory()
+    available = int(max(0, total - plan.PROCESS_BYTES) * memory.SAFETY)
+    scales = plan.memory_plan(*plan.check_size(*content_size, params.size), params, available)
+    peak = plan.PROCESS_BYTES + max(m.peak for m in scales)
+    return "\n".join(["  " + line for line in plan.describe_memory(scales).splitlines()] +
+                     [f"  peak about {peak / 2**30:.1f} GiB of {total / 2**30:.1f} GiB"])
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -279,6 +279,7 @@ def test_nstd_stylize_writes_a_tiff_print_with_its_dpi(tmp_path, thin_mat):
                           "--set", "print=2x2in@40dpi", "--set", "coarse_iterations=1"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    assert "plan: 1 scale(s): 80×60 (2 iterations)" in run.stderr  # told before the first step
     im = Image.open(tmp_path / "out.tif")
     im.load()
     assert im.format == "TIFF" and im.size == (80, 60) and im.info["dpi"] == pytest.approx((40, 40))
@@ -336,3 +337,35 @@ def test_a_big_job_killed_in_a_tiled_detail_pass_resumes_to_the_same_picture(eng
     assert state.scale == 2 and state.base is not None and state.base.shape == (144, 192, 3)
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
     assert np.array_equal(resumed.image, whole.image)
+
+
+@pytest.mark.unit
+def test_a_36_by_24_inch_print_at_300_dpi_fits_in_24_gib_on_paper():
+    from nstd.engine import memory, plan
+
+    p = fit_print(resolve({"print": "36x24in@300dpi"}), (3000, 2000))
+    total = 24 * 2**30
+    scales = plan.memory_plan(*plan.check_size(3000, 2000, p.size), p, int((total - plan.PROCESS_BYTES) * memory.SAFETY))
+    assert scales[-1].scale.size == (10800, 7200) and scales[-1].side is not None  # the last pass in tiles
+    assert plan.PROCESS_BYTES + max(m.peak for m in scales) < total
+    assert "detail pass 10800×7200, 40 iterations, tiles of" in plan.describe_memory(scales)
+
+
+def test_nstd_check_prints_each_scale_with_its_memory(tmp_path):
+    cfg = write_config(tmp_path, {})
+    raw = yaml.safe_load(cfg.read_text())
+    raw["limits"] = {**raw.get("limits", {}), "size": 2048}
+    cfg.write_text(yaml.safe_dump(raw))
+    inbox = Path(raw["paths"]["inbox"]) if "paths" in raw else tmp_path / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    make_image(inbox / "c.png", (300, 200), seed=1)
+    make_image(inbox / "s.png", seed=2)
+    (inbox / "big.yaml").write_text(yaml.safe_dump({"content": "c.png", "style": "s.png", "size": 2048}))
+    run = subprocess.run([sys.executable, "-m", "nstd", "check", "--config", str(cfg), str(inbox / "big.yaml")],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    import re
+
+    assert re.search(r"  scale 512×341, \d+ iterations, whole: [\d.]+ GiB\n  detail pass 1024×682, \d+ iterations, whole: "
+                     r"[\d.]+ GiB\n  detail pass 2048×1365, \d+ iterations, whole: [\d.]+ GiB\n  peak about", run.stdout), \
+        run.stdout

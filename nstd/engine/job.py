@@ -52,7 +52,7 @@ class Job:
         params, state = inputs.params, inputs.resume
         self.seed = state.seed if state is not None else params.seed if params.seed is not None else \
             secrets.randbits(32)
-        if inputs.regions or inputs.temporal is not None:  # their terms need the content at every scale
+        if inputs.regions:  # masks need the content at every scale
             params = dataclasses.replace(params, paint_size=None)
         self.scales = plan.scales(*check_size(inputs.content.size[0], inputs.content.size[1], params.size), params)
         self.run = Run(params, self.seed, self.scales, hooks, state, objectives.chooser.rate())
@@ -84,7 +84,7 @@ class Job:
         if inputs.regions:
             grams, masks, weights = self.objectives.regions(inputs.regions, c_rgb, params)
         else:
-            grams = self.objectives.targets.blend(inputs.styles, w, h, params)
+            grams = self.objectives.targets.blend(inputs.styles, w, h, params, scale.detail)
         run.timings["targets"] += time.monotonic() - t0
         if restored is not None:
             x0 = restored.solver["x"]  # a tiled scale restores its whole image itself

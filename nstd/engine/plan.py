@@ -61,6 +61,9 @@ HOLD_SIGMA = 0.6
 #: A detail size within this factor of the final size is skipped: the final pass does its work.
 DETAIL_MERGE = 1.4
 DETAIL_TV = 0.0
+#: A detail pass measures the style at most at its own size: an enlarged painting has no
+#: strokes finer than its pixels, only blur.
+DETAIL_NATIVE_STYLE = False
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,14 @@ def detail_params(params: Any) -> Any:
                                tv_weight=DETAIL_TV)
 
 
-def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float) -> tuple[int, int]:
-    """A style is resized so its longest side is ``style_scale`` × the content's."""
-    return fit_size(style_width, style_height, max(1, round(max(width, height) * style_scale)))
+def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float,
+               detail: bool = False) -> tuple[int, int]:
+    """A style is resized so its longest side is ``style_scale`` × the content's. A detail
+    pass never enlarges it (:data:`DETAIL_NATIVE_STYLE`)."""
+    side = max(1, round(max(width, height) * style_scale))
+    if detail and DETAIL_NATIVE_STYLE:
+        side = min(side, max(style_width, style_height))
+    return fit_size(style_width, style_height, side)
 
 
 def tile_side(width: int, height: int, params: Any, last: bool, available: int) -> int | None:
@@ -173,3 +181,48 @@ def scale_budget(time_limit: float | None, elapsed: float, last: bool) -> float 
 def visit_budget(scale_left: float | None, spent: float, visits_left: int) -> float | None:
     """Seconds for one tile visit: an equal share of what the scale has left."""
     return None if scale_left is None else max(0.0, scale_left - spent) / visits_left
+
+
+# --- memory on paper ---------------------------------------------------------------------
+
+#: What a scale keeps of the whole picture besides the step (bytes per pixel): the picture in
+#: float64, its content (or held picture), start and best image in float32, and a tiled
+#: scale's checkpoint serialised once in memory before it is written.
+PICTURE_BYTES_PER_PIXEL = 24 + 12 + 12 + 12 + 24
+#: The daemon's own resident memory with TensorFlow and the weights loaded (measured: 2.3 GiB).
+PROCESS_BYTES = 5 * 2**29
+
+
+@dataclass(frozen=True)
+class ScaleMemory:
+    """One scale's memory on paper: whole or in tiles of ``side``, and the peak it adds."""
+
+    scale: Scale
+    side: int | None
+    peak: int
+
+
+def memory_plan(width: int, height: int, params: Any, available: int) -> list[ScaleMemory]:
+    """Each scale's peak memory above the running process, with ``available`` bytes free at
+    the start: the whole picture's arrays, plus one step whole or one tile's step (the
+    tile side the engine would pick with what the arrays leave)."""
+    out = []
+    plan = scales(width, height, params)
+    for i, s in enumerate(plan):
+        pictures = s.width * s.height * PICTURE_BYTES_PER_PIXEL
+        side = tile_side(s.width, s.height, params, i == len(plan) - 1, max(0, available - pictures))
+        step_pixels = s.width * s.height if side is None else (side + 2 * memory.TILE_MARGIN) ** 2
+        out.append(ScaleMemory(s, side, pictures + memory.step_bytes(step_pixels, params.optimizer,
+                                                                      params.lbfgs_memory)))
+    return out
+
+
+def describe_memory(plan: list[ScaleMemory]) -> str:
+    """One line per scale, for ``nstd check`` and the docs."""
+    lines = []
+    for m in plan:
+        how = "whole" if m.side is None else f"tiles of {m.side} px"
+        kind = "detail pass" if m.scale.detail else "scale"
+        lines.append(f"{kind} {m.scale.width}×{m.scale.height}, {m.scale.iterations} iterations, {how}: "
+                     f"{m.peak / 2**30:.1f} GiB")
+    return "\n".join(lines)

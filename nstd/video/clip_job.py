@@ -104,9 +104,10 @@ def sha256_file(path: Path) -> str:
 
 def frame_params(params: Any, later: bool) -> Any:
     """The engine's parameters for one frame: the clip's, at the frame's own size (frames
-    come at the size asked for); a later frame starts from the previous one, at full size
-    only, for ``frame_iterations``."""
-    p = dataclasses.replace(params, size=None)
+    come at the size asked for, each optimised whole at that size: a later frame's temporal
+    term needs the content at every scale, so no detail passes); a later frame starts from
+    the previous one, at full size only, for ``frame_iterations``."""
+    p = dataclasses.replace(params, size=None, paint_size=None)
     if later:
         p = dataclasses.replace(p, init="previous", scales=(1.0,), iterations=params.frame_iterations,
                                 coarse_iterations=None)
