@@ -3,6 +3,7 @@
     python bench/prints.py                                   # 512, 1024, 2048, 4096 px (about 1.5 h on 2 cores)
     python bench/prints.py --sizes 512,1024 --pair brad_pitt:the_scream
     python bench/prints.py --first-iteration                 # a fresh cache, two photos of different shapes
+    python bench/prints.py --kill 4096                       # kill -9 in the last pass's tiles, resume, compare
 
 Each size runs as its own process with the default plan, so its wall time and peak RSS are
 its own. Every result is then judged at 512 px (``nstd.metrics``: content and style of the
@@ -39,9 +40,12 @@ CROP = 256  # px of each 100% crop
 CENTRE = (0.62, 0.22)  # where the crops are centred, as fractions of width and height (sky and roofs)
 
 
-def one(size: int, pair: str, weights: str, out: Path, extra: dict) -> dict:
-    """Run one size in this process (the child's side); returns its row without judging."""
-    from nstd.engine import Engine, load_weights, plan
+def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints: Path | None = None) -> dict:
+    """Run one size in this process (the child's side); returns its row without judging.
+    ``checkpoints``: keep a checkpoint there every 10 iterations, print progress, and resume
+    from it if it exists (the picture is then ``print-SIZE-resumed.png``)."""
+    from nstd.atomic import write_bytes_atomic
+    from nstd.engine import Engine, Hooks, load_checkpoint, load_weights, plan, save_checkpoint
     from nstd.params import resolve
 
     engine = Engine(load_weights(weights))
@@ -49,10 +53,17 @@ def one(size: int, pair: str, weights: str, out: Path, extra: dict) -> dict:
     content, style = load_image(IMAGES[c_name]), load_image(IMAGES[s_name])
     params = resolve({**extra, "size": size, "seed": 1})
     scales = plan.scales(*plan.check_size(*content.size, params.size), params)
+    hooks, resume, name = Hooks(plan=lambda p: print(f"plan: {p.describe()}", flush=True)), None, f"print-{size}"
+    if checkpoints is not None:
+        resume = load_checkpoint(checkpoints.read_bytes()) if checkpoints.is_file() else None
+        hooks.checkpoint = lambda state: write_bytes_atomic(checkpoints, save_checkpoint(state))
+        hooks.checkpoint_every = 10
+        hooks.progress = lambda p: print(f"PROGRESS {p.scale} {p.scales} {p.tile} {p.tiles} {p.iteration}", flush=True)
+        name += "-resumed" if resume is not None else "-killed"
     t0 = time.monotonic()
-    r = engine.stylize(content, [(style, 1.0)], params)
+    r = engine.stylize(content, [(style, 1.0)], params, hooks=hooks, resume=resume)
     wall = time.monotonic() - t0
-    save_image(out / f"print-{size}.png", r.image)
+    save_image(out / f"{name}.png", r.image)
     flops = 0.0
     for s in scales:
         p = plan.detail_params(params) if s.detail else params
@@ -112,6 +123,43 @@ def first_iteration(weights: str) -> None:
                           "measured": len(engine.chooser.measured), "precision": r.precision}), flush=True)
 
 
+def kill_and_resume(size: int, args: argparse.Namespace, out: Path) -> int:
+    """kill -9 the job halfway through its last pass's tiles, resume it from its checkpoint,
+    and compare with the uninterrupted picture (``print-SIZE.png``, from an earlier run)."""
+    import signal
+
+    ckpt = out / f"print-{size}.checkpoint"
+    ckpt.unlink(missing_ok=True)
+    cmd = [sys.executable, __file__, "--one", str(size), "--pair", args.pair, "--weights", args.weights,
+           "--out", str(out), "--checkpoints", str(ckpt)]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    killed_at = None
+    for line in child.stdout:
+        f = line.split()
+        if f[:1] == ["PROGRESS"] and f[1] == f[2] and int(f[4]) > 0 and int(f[3]) > int(f[4]) // 2 and ckpt.is_file():
+            killed_at = f"scale {f[1]}/{f[2]}, tile {f[3]}/{f[4]}, iteration {f[5]}"
+            child.send_signal(signal.SIGKILL)
+            break
+    child.wait()
+    if killed_at is None:
+        print("the job ended before its last pass was tiled: nothing to kill", file=sys.stderr)
+        return 1
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        print(proc.stderr[-4000:], file=sys.stderr)
+        return 1
+    whole = load_image(out / f"print-{size}.png").rgb
+    resumed = load_image(out / f"print-{size}-resumed.png").rgb
+    diff = np.abs(whole.astype(np.float64) - resumed)
+    row = {"size": size, "killed_at": killed_at, "resume_wall_s": round(time.monotonic() - t0, 1),
+           "identical": bool(np.array_equal(whole, resumed)), "max_abs_diff": float(diff.max()),
+           "mean_abs_diff": round(float(diff.mean()), 4)}
+    print(json.dumps(row), flush=True)
+    (out / f"kill-{size}.json").write_text(json.dumps(row, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="512,1024,2048,4096")
@@ -122,6 +170,8 @@ def main() -> int:
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child: run this size, print its row
     ap.add_argument("--reuse", action="store_true", help="keep the rows of sizes already in --out/prints.json")
     ap.add_argument("--first-iteration", action="store_true", help="time the first iteration on a fresh cache")
+    ap.add_argument("--kill", type=int, metavar="SIZE", help="kill -9 a job of SIZE in its last pass, resume, compare")
+    ap.add_argument("--checkpoints", type=Path, help=argparse.SUPPRESS)  # the child's checkpoint file
     args = ap.parse_args()
     import yaml
 
@@ -132,8 +182,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print("ROW " + json.dumps(one(args.one, args.pair, args.weights, out, extra)), flush=True)
+        print("ROW " + json.dumps(one(args.one, args.pair, args.weights, out, extra, args.checkpoints)), flush=True)
         return 0
+    if args.kill:
+        return kill_and_resume(args.kill, args, out)
     done = {r["size"]: r for r in json.loads((out / "prints.json").read_text())} \
         if args.reuse and (out / "prints.json").is_file() else {}
     rows = []

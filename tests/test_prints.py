@@ -369,3 +369,13 @@ def test_nstd_check_prints_each_scale_with_its_memory(tmp_path):
     assert re.search(r"  scale 512×341, \d+ iterations, whole: [\d.]+ GiB\n  detail pass 1024×682, \d+ iterations, whole: "
                      r"[\d.]+ GiB\n  detail pass 2048×1365, \d+ iterations, whole: [\d.]+ GiB\n  peak about", run.stdout), \
         run.stdout
+
+
+def test_a_big_job_out_of_time_keeps_the_finest_scale_reached_at_its_size(engine, print_pair):
+    content, style = print_pair
+    p = resolve({"size": 192, "paint_size": 64, "seed": 1, "iterations": 50, "detail_iterations": 50,
+                 "time_limit": 0.1})
+    r = engine.stylize(content, [(style, 1.0)], p)
+    assert r.image.shape == (144, 192, 3) and r.stopped_by == "time_limit"
+    assert any(n.startswith("time limit reached after scale 1/3 (64x48); the picture was enlarged from there to "
+                            "192x144") for n in r.notes), r.notes

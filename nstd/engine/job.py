@@ -67,6 +67,12 @@ class Job:
         final: dict[str, float] = {}
         for si in range(first, len(self.scales)):
             x, final = self.scale(si, x, state if si == first else None)
+            if si < len(self.scales) - 1 and self.run.out_of_time():  # keep the finest picture reached
+                (w0, h0), (w, h) = self.scales[si].size, self.scales[-1].size
+                self.run.notes.append(f"time limit reached after scale {si + 1}/{len(self.scales)} ({w0}x{h0}); "
+                                      f"the picture was enlarged from there to {w}x{h}")
+                x = resize(x.astype(np.float32), w, h)
+                break
         return self.finish(x, final)
 
     def scale(self, si: int, x: np.ndarray | None, restored: Checkpoint | None) -> tuple[np.ndarray, dict[str, float]]:
@@ -84,7 +90,7 @@ class Job:
         if inputs.regions:
             grams, masks, weights = self.objectives.regions(inputs.regions, c_rgb, params)
         else:
-            grams = self.objectives.targets.blend(inputs.styles, w, h, params, scale.detail)
+            grams = self.objectives.targets.blend(inputs.styles, w, h, params)
         run.timings["targets"] += time.monotonic() - t0
         if restored is not None:
             x0 = restored.solver["x"]  # a tiled scale restores its whole image itself

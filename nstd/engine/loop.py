@@ -82,6 +82,10 @@ class Run:
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.t_start
 
+    def out_of_time(self) -> bool:
+        """Whether the job's time limit is spent."""
+        return self.params.time_limit is not None and self.elapsed() >= self.params.time_limit
+
     def budget(self, si: int) -> float | None:
         """Seconds for scale ``si`` (:func:`plan.scale_budget`)."""
         return plan.scale_budget(self.params.time_limit, self.elapsed(), si == len(self.scales) - 1)

@@ -60,10 +60,10 @@ DETAIL_COST = 1 / 3.2  # a detail step's work per pixel, as a share of a full st
 HOLD_SIGMA = 0.6
 #: A detail size within this factor of the final size is skipped: the final pass does its work.
 DETAIL_MERGE = 1.4
-DETAIL_TV = 0.0
-#: A detail pass measures the style at most at its own size: an enlarged painting has no
-#: strokes finer than its pixels, only blur.
-DETAIL_NATIVE_STYLE = False
+#: A detail pass's total-variation weight (normalised on the picture it holds): the new
+#: octave is brush texture, not pixel noise. Measured at 1024 px on real weights, the finest
+#: octave's energy over the photo's: 3.95 without, 1.51 at 0.15, 1.13 at 0.3, 0.53 at 1.
+DETAIL_TV = 0.5
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,9 @@ def detail_params(params: Any) -> Any:
                                tv_weight=DETAIL_TV)
 
 
-def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float,
-               detail: bool = False) -> tuple[int, int]:
-    """A style is resized so its longest side is ``style_scale`` × the content's. A detail
-    pass never enlarges it (:data:`DETAIL_NATIVE_STYLE`)."""
-    side = max(1, round(max(width, height) * style_scale))
-    if detail and DETAIL_NATIVE_STYLE:
-        side = min(side, max(style_width, style_height))
-    return fit_size(style_width, style_height, side)
+def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float) -> tuple[int, int]:
+    """A style is resized so its longest side is ``style_scale`` × the content's."""
+    return fit_size(style_width, style_height, max(1, round(max(width, height) * style_scale)))
 
 
 def tile_side(width: int, height: int, params: Any, last: bool, available: int) -> int | None:

@@ -88,10 +88,8 @@ class StyleTargets:
             out.append((f.T @ f, f.shape[0]))
         return out
 
-    def blend(self, styles: list[tuple[LoadedImage, float]], width: int, height: int, params,
-              detail: bool = False) -> list[np.ndarray]:
-        """One Gram target per style layer for content of this size, styles mixed by weight
-        (``detail``: for a detail pass, :func:`plan.style_size`).
+    def blend(self, styles: list[tuple[LoadedImage, float]], width: int, height: int, params) -> list[np.ndarray]:
+        """One Gram target per style layer for content of this size, styles mixed by weight.
 
         Averaging Grams is exact: Σ wᵢ‖G − Gᵢ‖² differs from ‖G − Σ wᵢGᵢ‖² (Σ wᵢ = 1) only
         by a constant, so the gradients are the same.
@@ -100,7 +98,7 @@ class StyleTargets:
         total_weight = sum(wt for _, wt in styles)
         grams: list[np.ndarray] = []
         for i, (img, weight) in enumerate(styles):
-            g = self.style_grams(img, *plan.style_size(*img.size, width, height, params.style_scale, detail), s_layers,
+            g = self.style_grams(img, *plan.style_size(*img.size, width, height, params.style_scale), s_layers,
                                  params.pooling)
             scaled = [gi * (weight / total_weight) for gi in g]
             grams = scaled if i == 0 else [a + b for a, b in zip(grams, scaled)]
