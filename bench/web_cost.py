@@ -28,9 +28,9 @@ from nstd import config as config_mod  # noqa: E402
 from nstd.engine import Engine, load_weights  # noqa: E402
 from nstd.images import load_image, save_image  # noqa: E402
 from nstd.params import resolve  # noqa: E402
-from nstd.web_metrics import Metrics  # noqa: E402
-from nstd.status import StatusBoard  # noqa: E402
-from nstd.web import WebServer  # noqa: E402
+from nstd.web.metrics import Metrics  # noqa: E402
+from nstd.daemon.status import StatusBoard  # noqa: E402
+from nstd.web.server import WebServer  # noqa: E402
 
 
 def steady_steps(engine: Engine, content, style, size: int, iterations: int) -> list[float]:

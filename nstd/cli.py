@@ -76,7 +76,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from nstd.engine.regions import load_regions
     from nstd.images import FORMATS, load_image, save_image
     from nstd.params import fit_print
-    from nstd.report import job_report, write_report
+    from nstd.spool.report import job_report, write_report
 
     from nstd.video.clip import is_clip_path
 
@@ -169,14 +169,15 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nstd import config, service
+    from nstd import config
+    from nstd.daemon import service
 
     return service.run(args.config or config.default_path())
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config and any job YAML files; say exactly what is wrong."""
-    from nstd import jobs
+    from nstd.spool import jobs
     from nstd.params import fit_print, layered, resolve
 
     problems = 0
@@ -237,12 +238,12 @@ def memory_lines(params: Any, content_size: tuple[int, int], limit: int | None) 
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from nstd.status import read_all
+    from nstd.daemon.status import read_all
 
     cfg = _config(args)
     folder = cfg.paths.state / "status"
     daemons = read_all(folder)
-    from nstd.jobs import daemon_liveness
+    from nstd.spool.jobs import daemon_liveness
 
     for d in daemons:
         d["alive"], d["liveness"] = daemon_liveness(d, cfg.service.lease_timeout)
@@ -289,7 +290,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Drop a folder job into the inbox atomically (hidden while it is being written)."""
     from nstd.params import parse_set
-    from nstd.submit import submit
+    from nstd.spool.submit import submit
     from nstd.untrusted import read_regular
 
     cfg = _config(args)
@@ -304,7 +305,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from nstd import outbox
+    from nstd.spool import outbox
 
     cfg = _config(args)
     try:
@@ -394,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NstdError as exc:  # the one place where errors become exit codes
-        from nstd.logs import on_journal
+        from nstd.daemon.logs import on_journal
 
         print(f"{'<3>' if on_journal() else ''}nstd: error: {exc}", file=sys.stderr)
         return 2

@@ -22,16 +22,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nstd import config, jobs
-from nstd.scanner import Pending
-from nstd.workitem import WorkItem
+from nstd import config
+from nstd.spool import jobs
+from nstd.daemon.scanner import Pending
+from nstd.spool.workitem import WorkItem
 from tests.conftest import make_image
 from tests.daemon_harness import Daemon, free_port, outputs, show_logs, wait_until, write_config
 from tests.test_daemon import LONG, drop_yaml_job, work_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install -e '.[fleet]')")
-from nstd.fleet import RedisQueue  # noqa: E402  (needs redis-py)
+from nstd.daemon.fleet import RedisQueue  # noqa: E402  (needs redis-py)
 
 
 class RedisServer:

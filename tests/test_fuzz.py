@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from nstd import config, jobs
-from nstd.scanner import Handoff, Scanner
-from nstd.status import StatusBoard
-from nstd.worker import Worker
+from nstd import config
+from nstd.spool import jobs
+from nstd.daemon.scanner import Handoff, Scanner
+from nstd.daemon.status import StatusBoard
+from nstd.daemon.worker import Worker
 from tests.conftest import make_image
 from tests.daemon_harness import write_config
 from tests.test_worker import Clock, Engine, Weights
@@ -286,7 +287,7 @@ def test_an_odd_output_name_fails_when_read_not_when_published(inbox_run, output
 
 def test_a_part_that_is_a_folder_is_never_claimed(tmp_path):
     """The claim's own check, whatever discovery says: only a folder job's folder moves."""
-    from nstd.workitem import ClaimRefused, WorkItem
+    from nstd.spool.workitem import ClaimRefused, WorkItem
 
     inbox, work = tmp_path / "inbox", tmp_path / "work"
     keep = make_image(inbox / "keep" / "photo.png", seed=3)

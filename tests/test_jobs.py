@@ -1,4 +1,4 @@
-"""nstd/jobs.py in the process: what in an inbox is a job, which names may be parts, settling."""
+"""nstd/spool/jobs.py in the process: what in an inbox is a job, which names may be parts, settling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nstd.jobs import (LINK_REASON, ORPHAN_REASON, JobError, Refused, Settler, discover, inside, is_litter,
+from nstd.spool.jobs import (LINK_REASON, ORPHAN_REASON, JobError, Refused, Settler, discover, inside, is_litter,
                        name_problem)
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""nstd/outbox.py in the process: results, failures and refusals appear whole or not at all.
+"""nstd/spool/outbox.py in the process: results, failures and refusals appear whole or not at all.
 
 Every file the outbox writes is made under a hidden temporary name (``.nstd.*``) and
 renamed; a reader of the share (a user, a sync client) must never see a partial one, and
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nstd import config, outbox
+from nstd import config
+from nstd.spool import outbox
 from nstd.atomic import free_name, write_new
 from nstd.errors import ImageError
 from tests.daemon_harness import write_config

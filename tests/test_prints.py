@@ -181,7 +181,7 @@ def test_jpeg_quality_is_a_parameter_and_changes_the_file():
 
 
 def test_dpi_and_jpeg_quality_never_invalidate_a_checkpoint():
-    from nstd.runner import params_key
+    from nstd.daemon.runner import params_key
 
     base = params_key(resolve({"size": 3600}))
     assert params_key(resolve({"size": 3600, "dpi": 300, "jpeg_quality": 80})) == base
@@ -225,8 +225,8 @@ class Engine:
 
 
 def run_daemon_job(tmp_path, job: dict) -> tuple[config.Config, Engine]:
-    from nstd import jobs
-    from nstd.scanner import Pending
+    from nstd.spool import jobs
+    from nstd.daemon.scanner import Pending
     from tests.test_worker import worker
 
     cfg = config.load(write_config(tmp_path, {}))

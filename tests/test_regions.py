@@ -10,7 +10,7 @@ from PIL import Image
 from nstd.engine.regions import Region, check_regions, layer_masks, mask_from_image
 from nstd.errors import ImageError
 from nstd.images import load_image
-from nstd.jobs import JobError, discover, load_spec
+from nstd.spool.jobs import JobError, discover, load_spec
 from tests.conftest import make_image
 
 

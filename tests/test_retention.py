@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nstd.retention import ARCHIVE_MARKER, prune
+from nstd.spool.retention import ARCHIVE_MARKER, prune
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from nstd import config as config_mod
-from nstd import jobs
-from nstd.scanner import Handoff, Scanner
-from nstd.status import StatusBoard
+from nstd.spool import jobs
+from nstd.daemon.scanner import Handoff, Scanner
+from nstd.daemon.status import StatusBoard
 from tests.conftest import make_image
 
 pytestmark = pytest.mark.unit

@@ -441,7 +441,7 @@ def test_the_engine_adds_the_temporal_term_to_a_frame(engine, tmp_path, style):
 def test_nstd_submit_takes_a_clip_and_refuses_a_text_named_mp4(tmp_path):
     from nstd.config import parse
     from nstd.errors import NstdError
-    from nstd.submit import submit
+    from nstd.spool.submit import submit
 
     cfg = parse({"paths": {k: k for k in ("inbox", "outbox", "failed", "archive", "state")}}, "test", tmp_path)
     cfg.paths.inbox.mkdir()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nstd.watch import choose_mode, mount_of
+from nstd.daemon.watch import choose_mode, mount_of
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ def test_mount_of_picks_the_longest_mount_point(tmp_path):
 def test_auto_polls_on_network_and_fuse_and_obeys_explicit_modes(tmp_path, monkeypatch):
     info = tmp_path / "mountinfo"
     info.write_text(MOUNTINFO)
-    import nstd.watch as watch
+    import nstd.daemon.watch as watch
 
     monkeypatch.setattr(watch, "mount_of", lambda p: mount_of(p, str(info)))
     assert choose_mode(Path("/mnt/nas/in"), "auto")[0] == "polling"

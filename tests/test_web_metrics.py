@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from nstd.web_metrics import BUCKETS, Metrics, Scrape, iteration_timer
+from nstd.web.metrics import BUCKETS, Metrics, Scrape, iteration_timer
 
 pytestmark = pytest.mark.unit
 

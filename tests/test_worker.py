@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
-from nstd import config, jobs, runner
-from nstd.runner import CRASHED, FAILED, TRANSIENT, Outcome, RetryPolicy, is_transient
-from nstd.scanner import Handoff, Pending, Scanner
-from nstd.status import StatusBoard
-from nstd.worker import Worker
-from nstd.workitem import Meta, WorkItem, lease_is_stale
+from nstd import config
+from nstd.spool import jobs
+from nstd.daemon import runner
+from nstd.daemon.runner import CRASHED, FAILED, TRANSIENT, Outcome, RetryPolicy, is_transient
+from nstd.daemon.scanner import Handoff, Pending, Scanner
+from nstd.daemon.status import StatusBoard
+from nstd.daemon.worker import Worker
+from nstd.spool.workitem import Meta, WorkItem, lease_is_stale
 from tests.conftest import make_image
 from tests.daemon_harness import write_config
 
@@ -208,7 +210,7 @@ def test_a_lease_renewed_while_the_job_is_removed_leaves_no_folder_behind(tmp_pa
     (seen once in CI as a work folder that outlived its published job)."""
     import threading
 
-    from nstd.workitem import renew_lease
+    from nstd.spool.workitem import renew_lease
 
     leftovers = []
     for i in range(60):

@@ -66,7 +66,7 @@ def cmd_stylize_clip(args: argparse.Namespace) -> int:
 def report_clip(result: Any, params: Any, content: Path, sha: str, styles: list, weights: Any, engine: Any,
                 load_s: float, shown: Path) -> None:
     """The clip's report beside the output, and what was written, on stderr."""
-    from nstd.report import job_report, write_report
+    from nstd.spool.report import job_report, write_report
     from nstd.video.clip_job import ClipContent
 
     info = result.info

@@ -28,7 +28,7 @@ import numpy as np
 
 from nstd.errors import ImageError
 from nstd.images import LoadedImage, resize
-from nstd.jobs import VIDEO_EXTS  # the extensions of a clip: jobs.py decides what content is
+from nstd.spool.jobs import VIDEO_EXTS  # the extensions of a clip: jobs.py decides what content is
 
 #: Extensions that are a clip only when the file holds more than one frame.
 ANIMATED_EXTS = {".gif", ".webp"}

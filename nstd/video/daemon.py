@@ -1,8 +1,8 @@
 """A claimed job whose content is a clip: read, resume, the frame loop, publish.
 
-:func:`nstd.runner.run_job` hands a job here when :func:`is_clip_job` says its content is a
+:func:`nstd.daemon.runner.run_job` hands a job here when :func:`is_clip_job` says its content is a
 clip (a video extension, a folder of frames, or a GIF/WebP with more than one frame). Every
-ending is a :class:`nstd.runner.Outcome`, as for a still, so the worker's retry policy,
+ending is a :class:`nstd.daemon.runner.Outcome`, as for a still, so the worker's retry policy,
 ``failed/`` and the archive treat both alike. The finished frames live in the work folder
 (``frames/``), so a restarted daemon resumes at the first unfinished frame; the video is
 encoded into the work folder and then published into the outbox under a temporary name
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nstd import jobs, outbox, runner
+from nstd.spool import jobs, outbox
+from nstd.daemon import runner
 from nstd.atomic import write_atomic
 from nstd.config import Config
 from nstd.errors import NstdError, ParamError
@@ -25,7 +26,7 @@ from nstd.images import encode
 from nstd.params import resolve
 from nstd.video.clip import Clip, ClipLimits, is_clip_path, open_regular
 from nstd.video.encode import OUTPUT_EXTS, output_kind
-from nstd.workitem import WorkItem
+from nstd.spool.workitem import WorkItem
 
 #: The output a clip gets when the job names none: the same container family.
 DEFAULT_OUTPUT = {".mov": ".mov", ".mkv": ".mkv", ".webm": ".webm", ".gif": ".gif", ".webp": ".webp"}
@@ -131,7 +132,7 @@ def load_resume(item: WorkItem, key: str) -> dict[str, Any] | None:
 
 
 def run_clip(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: runner.Hooks) -> runner.Outcome:
-    """:func:`nstd.runner.run_job` for a clip; every ending is an Outcome."""
+    """:func:`nstd.daemon.runner.run_job` for a clip; every ending is an Outcome."""
     from nstd.engine import Interrupted, save_checkpoint
     from nstd.video.clip_job import ClipContent, sha256_file, stylize_clip
 
@@ -187,7 +188,7 @@ def run_clip(item: WorkItem, engine: Any, weights: Any, cfg: Config, hooks: runn
 def publish_clip(item: WorkItem, engine: Any, weights: Any, inputs: ClipInputs, content: Any, result: Any,
                  t_run: float, cfg: Config) -> str:
     """The video (or folder of frames), report and log to the outbox once, then the originals."""
-    from nstd.report import job_report, relocate_inputs
+    from nstd.spool.report import job_report, relocate_inputs
 
     meta, spec = item.meta, inputs.spec
     claimed = meta.claimed or t_run

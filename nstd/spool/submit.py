@@ -18,7 +18,7 @@ from nstd.atomic import fsync_dir
 from nstd.config import Config
 from nstd.errors import NstdError
 from nstd.images import decode_image
-from nstd.jobs import IMAGE_EXTS, VIDEO_EXTS, safe_name
+from nstd.spool.jobs import IMAGE_EXTS, VIDEO_EXTS, safe_name
 from nstd.params import layered, resolve
 
 MAX_STYLES = 8

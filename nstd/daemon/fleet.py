@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from nstd import jobs
+from nstd.spool import jobs
 from nstd.config import Config
-from nstd.runner import LostJob
-from nstd.scanner import Pending
-from nstd.workitem import WorkItem, renew_lease
+from nstd.daemon.runner import LostJob
+from nstd.daemon.scanner import Pending
+from nstd.spool.workitem import WorkItem, renew_lease
 
 log = logging.getLogger("nstd")
 

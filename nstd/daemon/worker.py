@@ -1,4 +1,4 @@
-"""The worker: claims ready work, runs it with :func:`nstd.runner.run_job`, applies the retry policy.
+"""The worker: claims ready work, runs it with :func:`nstd.daemon.runner.run_job`, applies the retry policy.
 
 It owns the work folders it holds (the heartbeat renews their leases, the scanner leaves
 them alone) and the jobs deferred for a retry. Every job's ending goes through
@@ -14,15 +14,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from nstd import jobs, outbox, runner
+from nstd.spool import jobs, outbox
+from nstd.daemon import runner
 from nstd.config import Config
 from nstd.errors import is_internal_text, plain
-from nstd.fleet import LocalQueue
-from nstd.web_metrics import Metrics, iteration_timer
-from nstd.runner import Hooks, Outcome, RetryPolicy
-from nstd.scanner import Handoff, Scanner
-from nstd.status import StatusBoard
-from nstd.workitem import ClaimRefused, WorkItem
+from nstd.daemon.fleet import LocalQueue
+from nstd.web.metrics import Metrics, iteration_timer
+from nstd.daemon.runner import Hooks, Outcome, RetryPolicy
+from nstd.daemon.scanner import Handoff, Scanner
+from nstd.daemon.status import StatusBoard
+from nstd.spool.workitem import ClaimRefused, WorkItem
 
 log = logging.getLogger("nstd")
 
@@ -35,7 +36,7 @@ class Worker:
                  queue: Any = None, metrics: Metrics | None = None) -> None:
         """``config()``: the running config; ``status_line``: systemd's STATUS=;
         ``on_change``: a job ended (write the status file); ``clock``: monotonic seconds;
-        ``queue``: a :mod:`nstd.fleet` queue (default: local); ``metrics``: for ``/metrics``."""
+        ``queue``: a :mod:`nstd.daemon.fleet` queue (default: local); ``metrics``: for ``/metrics``."""
         self.config, self.engine, self.weights, self.board = config, engine, weights, board
         self.handoff, self.scanner, self.should_stop = handoff, scanner, should_stop
         self.status_line, self.on_change, self.clock = status_line, on_change, clock
@@ -203,7 +204,7 @@ class Worker:
 
     def fail(self, item: WorkItem, outcome: Outcome) -> bool:
         """Every input and error.yaml to failed/; if even that fails, keep the work and try later (False)."""
-        from nstd.report import versions
+        from nstd.spool.report import versions
 
         cfg, meta = self.config(), item.meta
         phase = "internal" if outcome.kind == runner.CRASHED else outcome.phase

@@ -20,9 +20,9 @@ from typing import Any
 from nstd.atomic import _fsync_regular, free_name, move_path, write_bytes_atomic, write_new
 from nstd.config import Config
 from nstd.errors import is_internal_text, plain
-from nstd.jobs import read_yaml, write_yaml
-from nstd.report import dump
-from nstd.retention import ARCHIVE_MARKER
+from nstd.spool.jobs import read_yaml, write_yaml
+from nstd.spool.report import dump
+from nstd.spool.retention import ARCHIVE_MARKER
 
 
 def _input_files(work: Path) -> list[Path]:

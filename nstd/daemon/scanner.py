@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nstd import jobs, retention
+from nstd.spool import jobs, retention
 from nstd.config import Config
 from nstd.errors import ImageError
-from nstd.status import LIST_MAX, StatusBoard
-from nstd.workitem import lease_is_stale
+from nstd.daemon.status import LIST_MAX, StatusBoard
+from nstd.spool.workitem import lease_is_stale
 
 log = logging.getLogger("nstd")
 RETENTION_EVERY = 3600.0  # seconds between retention passes

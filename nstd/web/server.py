@@ -35,13 +35,13 @@ from typing import Any, Callable
 
 import yaml
 
-from nstd import jobs, outbox
+from nstd.spool import jobs, outbox
 from nstd.config import Config
 from nstd.engine import memory
 from nstd.errors import NstdError
-from nstd.web_metrics import CONTENT_TYPE, Metrics, Scrape
-from nstd.status import StatusBoard, read_all
-from nstd.submit import MAX_STYLES, submit
+from nstd.web.metrics import CONTENT_TYPE, Metrics, Scrape
+from nstd.daemon.status import StatusBoard, read_all
+from nstd.spool.submit import MAX_STYLES, submit
 from nstd.untrusted import UnsafeInput, read_regular
 
 log = logging.getLogger("nstd")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nstd import jobs, outbox
+from nstd.spool import jobs, outbox
 from nstd.atomic import write_atomic
 from nstd.config import Config
 from nstd.engine.regions import describe as describe_regions
@@ -23,7 +23,7 @@ from nstd.engine.regions import load_regions
 from nstd.errors import NstdError
 from nstd.images import encode, fit_size
 from nstd.params import ENCODING_KEYS, fit_print, layered, resolve
-from nstd.workitem import WorkItem
+from nstd.spool.workitem import WorkItem
 
 DONE, STOPPED, FAILED, TRANSIENT, CRASHED, GONE, LOST = "done", "stopped", "failed", "transient", "crashed", "gone", \
     "lost"
@@ -213,7 +213,7 @@ def optimise(item: WorkItem, engine: Any, inputs: JobInputs, resume: dict[str, A
 def publish(item: WorkItem, engine: Any, weights: Any, inputs: JobInputs, result: Any, fresh: bool, t_run: float,
             cfg: Config) -> str:
     """Result, report and log to the outbox (once), then the originals to the archive."""
-    from nstd.report import job_report, relocate_inputs
+    from nstd.spool.report import job_report, relocate_inputs
 
     meta, spec = item.meta, inputs.spec
     ext = Path(spec.output_name).suffix.lower() if spec.output_name else "." + cfg.output.format

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from nstd import jobs
+from nstd.spool import jobs
 from nstd.atomic import write_bytes_atomic
-from nstd.jobs import JobError, read_yaml, write_yaml
+from nstd.spool.jobs import JobError, read_yaml, write_yaml
 from nstd.untrusted import short
 
 log = logging.getLogger("nstd")

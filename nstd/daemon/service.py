@@ -2,10 +2,10 @@
 
 The :class:`Daemon` is the arbiter: it loads the engine once, starts one object per role
 and keeps nothing of theirs. Threads, each with one role:
-  * worker (main thread, :class:`nstd.worker.Worker`): claims ready work, runs it, settles it;
-  * scanner (:class:`nstd.scanner.Scanner`): settling, decode checks, orphaned work;
+  * worker (main thread, :class:`nstd.daemon.worker.Worker`): claims ready work, runs it, settles it;
+  * scanner (:class:`nstd.daemon.scanner.Scanner`): settling, decode checks, orphaned work;
   * heartbeat: renews the worker's leases, writes the status file, feeds systemd's watchdog;
-  * observer (:mod:`nstd.watch`): only wakes the scanner.
+  * observer (:mod:`nstd.daemon.watch`): only wakes the scanner.
 Signals only set flags: SIGTERM/SIGINT stop after checkpointing the running job; SIGHUP
 reloads the config between jobs.
 """
@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from nstd import config as config_mod
-from nstd import jobs, outbox
+from nstd.spool import jobs, outbox
 from nstd.atomic import write_bytes_atomic
 from nstd.config import Config
 from nstd.errors import ConfigError
-from nstd.logs import JournalFormatter, on_journal
-from nstd.notify import Notifier
-from nstd.scanner import Handoff, Scanner
-from nstd.status import StatusBoard
-from nstd.web_metrics import Metrics
-from nstd.web import WebServer, ready_check
-from nstd.worker import Worker
+from nstd.daemon.logs import JournalFormatter, on_journal
+from nstd.daemon.notify import Notifier
+from nstd.daemon.scanner import Handoff, Scanner
+from nstd.daemon.status import StatusBoard
+from nstd.web.metrics import Metrics
+from nstd.web.server import WebServer, ready_check
+from nstd.daemon.worker import Worker
 
 log = logging.getLogger("nstd")
 
@@ -69,7 +69,7 @@ class Daemon:
         self.worker: Worker | None = None  # from load_engine(), once the engine is loaded
         self.metrics = Metrics()
         self.web: WebServer | None = None
-        self.inbox_watch: Any = None  # nstd.watch.InboxWatch, from run()
+        self.inbox_watch: Any = None  # nstd.daemon.watch.InboxWatch, from run()
         self.status_path = cfg.paths.state / "status" / f"{jobs.safe_name(jobs.host_name())}-{os.getpid()}.json"
         self._last_status_send = 0.0
 
@@ -87,7 +87,7 @@ class Daemon:
                  time.monotonic() - t0, weights.source, weights.format, weights.sha256[:12])
         queue = None
         if self.cfg.queue.backend == "redis":
-            from nstd.fleet import RedisQueue
+            from nstd.daemon.fleet import RedisQueue
 
             queue = RedisQueue(self.cfg, f"{jobs.host_name()}-{os.getpid()}")
             log.info("queue: redis at %s (prefix %s)", self.cfg.queue.url, self.cfg.queue.prefix)
@@ -198,7 +198,7 @@ class Daemon:
     # --- main -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        from nstd.watch import InboxWatch
+        from nstd.daemon.watch import InboxWatch
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.on_signal)

@@ -1,0 +1,1 @@
+"""The daemon's web page (server.py, its assets in static/) and /metrics (metrics.py)."""
