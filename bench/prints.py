@@ -3,7 +3,7 @@
     python bench/prints.py                                   # 512, 1024, 2048, 4096 px (about 1.5 h on 2 cores)
     python bench/prints.py --sizes 512,1024 --pair brad_pitt:the_scream
     python bench/prints.py --first-iteration                 # a fresh cache, two photos of different shapes
-    python bench/prints.py --kill 4096                       # kill -9 in the last pass's tiles, resume, compare
+    python bench/prints.py --kill 4096 --set tile_size=1024  # kill -9 in the last pass's tiles, resume, compare
 
 Each size runs as its own process with the default plan, so its wall time and peak RSS are
 its own. Every result is then judged at 512 px (``nstd.metrics``: content and style of the
@@ -131,7 +131,7 @@ def kill_and_resume(size: int, args: argparse.Namespace, out: Path) -> int:
     ckpt = out / f"print-{size}.checkpoint"
     ckpt.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--one", str(size), "--pair", args.pair, "--weights", args.weights,
-           "--out", str(out), "--checkpoints", str(ckpt)]
+           "--out", str(out), "--checkpoints", str(ckpt), *(a for s in args.set for a in ("--set", s))]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     killed_at = None
     for line in child.stdout:

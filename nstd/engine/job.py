@@ -67,6 +67,8 @@ class Job:
         final: dict[str, float] = {}
         for si in range(first, len(self.scales)):
             x, final = self.scale(si, x, state if si == first else None)
+            if si < len(self.scales) - 1 and self.scales[si + 1].detail and self.run.hooks.preview is not None:
+                self.run.hooks.preview(np.asarray(x, np.float32), self.run.iterations_done)  # a print's picture so far
             if si < len(self.scales) - 1 and self.run.out_of_time():  # keep the finest picture reached
                 (w0, h0), (w, h) = self.scales[si].size, self.scales[-1].size
                 self.run.notes.append(f"time limit reached after scale {si + 1}/{len(self.scales)} ({w0}x{h0}); "
