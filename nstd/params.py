@@ -114,6 +114,8 @@ class Params:
     tile_size: int | None = None
     paint_size: int | None = 512  # painted at this size; larger pictures add detail passes (engine/plan.py)
     detail_iterations: int = 40  # iterations of each detail pass
+    detail_tv: float = 0.5  # a detail pass's total variation: brush texture, not pixel noise
+    detail_hold: float = 300.0  # how firmly a detail pass keeps the picture before it
     # output
     size: int | None = 512
     print: PrintSize | None = None  # sets size (with the photo's shape, see fit_print) and dpi
@@ -145,7 +147,7 @@ OBJECTIVE_KEYS = ("content_layers", "style_layers", "content_weight", "style_wei
 ENCODING_KEYS = ("dpi", "jpeg_quality")
 SOLVER_KEYS = ("optimizer", "learning_rate", "beta1", "beta2", "epsilon", "lbfgs_memory", "clip", "init",
                "noise_ratio", "scales", "iterations", "coarse_iterations", "time_limit", "tile_size",
-               "frame_iterations", "paint_size", "detail_iterations")
+               "frame_iterations", "paint_size", "detail_iterations", "detail_tv", "detail_hold")
 
 #: Solver recipes. ``fast`` is the measured best time-to-quality on CPU (see bench/).
 SOLVERS: dict[str, dict[str, Any]] = {
@@ -355,6 +357,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "tile_size": _number(128, 65536, integer=True, none_ok=True),
     "paint_size": _number(64, 65536, integer=True, none_ok=True),
     "detail_iterations": _number(1, 1_000_000, integer=True),
+    "detail_tv": _number(0, 1e6),
+    "detail_hold": _number(0, 1e9),
     "size": _number(16, 65536, integer=True, none_ok=True),
     "print": _print,
     "dpi": _dpi_value,

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from nstd.engine import Engine, load_checkpoint, load_weights, objective, precision, tiling
+from nstd.engine import Engine, load_checkpoint, load_weights, precision, tiling
 from nstd.engine.precision import ChoiceCache, Measuring, Precision
 from nstd.engine.steps import size_class
 from nstd.images import load_image
@@ -79,12 +79,11 @@ def test_a_tiled_scale_measures_each_size_class_once_whatever_its_windows(thin_m
     assert sorted(measured) == sorted(classes), engine.chooser.measured
 
 
-def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_on_a_crop(thin_mat, pair, tmp_path,
-                                                                                          monkeypatch):
+def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_on_a_crop(thin_mat, pair, tmp_path):
     """Photos come in every shape: the choice is kept per size class, so a second photo of
-    another aspect ratio runs at once; a shape over PROBE_PIXELS is timed on a centre crop."""
+    another aspect ratio runs at once; a shape over ``probe_pixels`` is timed on a centre crop."""
     content, style = pair
-    measuring = Measuring(min_pixels=0, supported=("fp32", "bf16"))
+    measuring = Measuring(min_pixels=0, supported=("fp32", "bf16"), probe_pixels=48 * 48)
     engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"), measuring=measuring)
     p = resolve({"size": 96, "iterations": 2, "scales": [1.0], "seed": 1})
     engine.stylize(content, [(style, 1.0)], p)
@@ -92,7 +91,6 @@ def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_
     square = load_image(make_image(tmp_path / "square.png", (90, 90), seed=4))
     r = engine.stylize(square, [(style, 1.0)], p)
     assert r.shapes == [(96, 96)] and len(engine.chooser.measured) == 1  # 96×96 after 96×72: nothing timed
-    monkeypatch.setattr(objective, "PROBE_PIXELS", 48 * 48)
     wide = load_image(make_image(tmp_path / "wide.png", (160, 80), seed=5))
     engine.stylize(wide, [(style, 1.0)], resolve({"size": 150, "iterations": 2, "scales": [1.0], "seed": 1}))
     assert [(s.width, s.height) for s in engine.chooser.measured[1:]] == [(150, 75)]

@@ -300,16 +300,16 @@ def print_pair(tmp_path):
             load_image(make_image(tmp_path / "s.png", (96, 96), seed=2)))
 
 
-def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_pair, monkeypatch):
+def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_pair):
     """The detail passes hold everything coarser than their blur where the picture painted at
     paint_size put it, and change the finest octave: seen small, it stays that picture."""
-    from nstd.engine import objective, plan
     from nstd.images import resize
 
-    monkeypatch.setattr(plan, "DETAIL_TV", 0.0)  # the hold alone (TV smooths every octave a little)
     content, style = print_pair
     small = engine.stylize(content, [(style, 1.0)], resolve({"size": 64, "seed": 1, "iterations": 6}))
-    p = resolve({"size": 192, "paint_size": 64, "seed": 1, "iterations": 6, "detail_iterations": 6})
+    # the hold alone (TV smooths every octave a little)
+    raw = {"size": 192, "paint_size": 64, "seed": 1, "iterations": 6, "detail_iterations": 6, "detail_tv": 0.0}
+    p = resolve(raw)
     plans, previews = [], []
     big = engine.stylize(content, [(style, 1.0)], p, plan=plans.append,
                          preview=lambda image, it: previews.append(image.shape))
@@ -320,8 +320,7 @@ def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_p
     # the passes did work: the picture is not the small one upscaled
     assert np.abs(big.image - resize(small.image, 192, 144)).mean() > drift
     # and the hold is what keeps it: without it the same passes move the small view twice as far
-    monkeypatch.setattr(objective, "HOLD_GAIN", 0.0)
-    loose = engine.stylize(content, [(style, 1.0)], p)
+    loose = engine.stylize(content, [(style, 1.0)], resolve({**raw, "detail_hold": 0.0}))
     assert drift < 0.6 * np.abs(resize(loose.image, 64, 48) - small.image).mean()
 
 

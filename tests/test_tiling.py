@@ -212,3 +212,14 @@ def test_memory_budget_reads_the_services_own_cgroup_and_its_parents(tmp_path):
     assert memory.machine_memory(str(tmp_path / "proc"), str(tmp_path / "cg")) == 2**30
     (tmp_path / "cg" / "memory.max").write_text(str(2**29))  # a tighter parent wins
     assert memory.machine_memory(str(tmp_path / "proc"), str(tmp_path / "cg")) == 2**29
+
+
+def test_memory_budget_never_exceeds_what_the_machine_has_free(tmp_path):
+    """Another process's memory is not ours: two big jobs side by side each planned with the
+    whole machine and were both killed by the kernel."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    1048576 kB\n")
+    assert memory.system_available(str(meminfo)) == 2**30
+    assert memory.budget(64 * 2**40, str(meminfo)) == int(2**30 * memory.SAFETY)
+    # no /proc/meminfo: the limit alone
+    assert memory.budget(64 * 2**40, str(tmp_path / "none")) == int((64 * 2**40 - memory.rss()) * memory.SAFETY)

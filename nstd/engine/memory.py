@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 STEP_OVERHEAD = 256 * 2**20  # XLA workspace, compiled code
 STEP_BYTES_PER_PIXEL = 2300  # activations kept for the gradient, gradients, temporaries
-FORWARD_BYTES_PER_PIXEL = 1200  # forward only (targets): no activations kept for a gradient
+#: Forward only (targets): no activations kept for a gradient, but an eager pass holds a
+#: layer's convolution, bias and ReLU outputs at once (3 × 256 B a pixel at conv1) and
+#: returns conv1_1's features at full resolution: an upper bound, where 1200 (measured for
+#: the full forward pass) counted too little for the full-resolution layers.
+FORWARD_BYTES_PER_PIXEL = 2000
 SAFETY = 0.85  # use at most this share of what is free
 MIN_TILE = 128
 TILE_MARGIN = 48  # context frame around a tile (pixels, a multiple of 16: conv5_1 sees 3 of its cells)
@@ -79,10 +83,26 @@ def rss() -> int:
     return 0
 
 
-def budget(limit: int | None) -> int:
-    """Bytes a step may add: the limit (default: the machine) minus what we hold, with margin."""
+def system_available(meminfo: str = "/proc/meminfo") -> int | None:
+    """What the kernel says can still be allocated machine-wide (MemAvailable), or None."""
+    try:
+        for line in open(meminfo):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def budget(limit: int | None, meminfo: str = "/proc/meminfo") -> int:
+    """Bytes a step may add: the limit (default: the machine) minus what we hold, and never
+    more than the machine has free (another process's memory is not ours), with margin."""
     total = limit if limit is not None else machine_memory()
-    return int(max(0, total - rss()) * SAFETY)
+    room = total - rss()
+    free = system_available(meminfo)
+    if free is not None:
+        room = min(room, free)
+    return int(max(0, room) * SAFETY)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,6 @@ from nstd.engine.regions import Region, layer_masks, masked_gram
 from nstd.engine.steps import StepCompiler, StepInputs, StepShape, StepWeights
 from nstd.engine.targets import StyleTargets
 
-#: Shapes larger than this are timed on a centre crop of this many pixels (:func:`proxy_crop`).
-PROBE_PIXELS = 512 * 512
-#: A detail pass's hold against its style terms (each 1 at the held picture): a relative
-#: error of the blurred picture weighs this much more than a relative content error.
-HOLD_GAIN = 300.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,8 @@ class Objectives:
     def weights(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any, hold: float = 0.0) -> LossWeights:
         """The loss weights for Gram targets ``grams``, normalised on the whole content image
         ``c_rgb`` (see the module's text). ``hold`` > 0: a detail pass, whose content image
-        is the picture it holds (:data:`HOLD_GAIN`)."""
+        is the picture it holds: a relative error of the blurred picture weighs
+        ``detail_hold`` times a relative content error."""
         c_w = [params.content_weight * wt for _, wt in params.content_layers]
         s_w = [params.style_weight * wt for _, wt in params.style_layers]
         if params.normalize:
@@ -104,7 +100,7 @@ class Objectives:
                 c_w[i] *= content_scale(float(np.trace(own[n])), own[n].shape[0])
             for j, n in enumerate(s_layers):
                 s_w[j] *= style_scale(own[n], grams[j])
-        held = params.content_weight * HOLD_GAIN * hold_scale(c_rgb) if hold else 0.0
+        held = params.content_weight * params.detail_hold * hold_scale(c_rgb) if hold else 0.0
         return LossWeights(tuple(c_w), tuple((w,) for w in s_w), *image_weights(c_rgb, params), held)
 
     def regions(self, regions: list[Region], c_rgb: np.ndarray, params: Any) -> RegionTargets:
@@ -144,8 +140,9 @@ class Objectives:
             how = self.chooser.for_one_evaluation(shape)
         else:
             probe_shape, probe_inputs, probe_x = shape, inputs, c_rgb
-            if shape.height * shape.width > PROBE_PIXELS and not masks:  # timed on a crop of its size class
-                probe_x = proxy_crop(c_rgb)
+            probe = self.chooser.measuring.probe_pixels
+            if shape.height * shape.width > probe and not masks:  # timed on a crop of its size class
+                probe_x = proxy_crop(c_rgb, probe)
                 probe_shape, probe_inputs = self._step(probe_x, grams, params, weights, NO_MARGIN, None, hold)
             x = tf.constant(probe_x[None], tf.float32)
             how = self.chooser.choose(shape, lambda how: self.steps.get(probe_shape, how)(x, *probe_inputs)[:2])
@@ -165,13 +162,13 @@ class Objectives:
         return StepShape(h, w, c_layers, s_layers, params.pooling, margin, len(masks[0]) if masks else 0, hold), inputs
 
 
-def proxy_crop(c_rgb: np.ndarray, pixels: int | None = None) -> np.ndarray:
+def proxy_crop(c_rgb: np.ndarray, pixels: int) -> np.ndarray:
     """The centre of ``c_rgb`` with at most ``pixels``, its shape's proportions kept: what
     ``auto`` times a big shape's candidates on. Which format wins depends on the machine and
     the layers, not on a shape's last pixels, and timing four candidates at print size costs
     minutes (:class:`~nstd.engine.precision.Chooser` keys its choice by size class)."""
     h, w = c_rgb.shape[:2]
-    f = min(1.0, ((pixels or PROBE_PIXELS) / (h * w)) ** 0.5)
+    f = min(1.0, (pixels / (h * w)) ** 0.5)
     ch, cw = max(16, int(h * f)), max(16, int(w * f))
     y, x = (h - ch) // 2, (w - cw) // 2
     return np.ascontiguousarray(c_rgb[y:y + ch, x:x + cw])

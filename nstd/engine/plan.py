@@ -60,10 +60,6 @@ DETAIL_COST = 1 / 3.2  # a detail step's work per pixel, as a share of a full st
 HOLD_SIGMA = 0.6
 #: A detail size within this factor of the final size is skipped: the final pass does its work.
 DETAIL_MERGE = 1.4
-#: A detail pass's total-variation weight (normalised on the picture it holds): the new
-#: octave is brush texture, not pixel noise. Measured at 1024 px on real weights, the finest
-#: octave's energy over the photo's: 3.95 without, 1.51 at 0.15, 1.13 at 0.3, 0.53 at 1.
-DETAIL_TV = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,14 +123,16 @@ def detail_sizes(base: tuple[int, int], final: tuple[int, int]) -> list[tuple[in
 
 def detail_params(params: Any) -> Any:
     """The parameters of a detail pass: style on :data:`DETAIL_LAYERS` against the content's
-    hold (no VGG content layer), at the job's strength on the normalised objective."""
+    hold (``detail_hold``, no VGG content layer) and ``detail_tv``, at the job's strength on
+    the normalised objective. ``detail_tv`` measured at 1024 px on real weights, the finest
+    octave's energy over the photo's: 3.95 at 0, 1.51 at 0.15, 1.13 at 0.3, 0.53 at 1."""
     from nstd.params import strength_weights  # nstd.params imports the engine's weights
 
     strength = params.strength if params.strength is not None else 0.5
     c_w, s_w = strength_weights(strength)
     return dataclasses.replace(params, content_layers=(), style_layers=DETAIL_LAYERS, content_weight=c_w,
                                style_weight=s_w, strength=strength, normalize=True, laplacian_weight=0.0,
-                               tv_weight=DETAIL_TV)
+                               tv_weight=params.detail_tv)
 
 
 def style_size(style_width: int, style_height: int, width: int, height: int, style_scale: float) -> tuple[int, int]:

@@ -34,6 +34,7 @@ DTYPES = {"fp32": tf.float32, "bf16": tf.bfloat16, "fp16": tf.float16}
 FP16_LOSS_SCALE = 1024.0  # fp16 gradients of small losses underflow without it
 MEASURE_STEPS = 3  # timed steps per candidate, after one that compiles
 MEASURE_MIN_PIXELS = 192 * 192  # below this, compiling the candidates costs more than any saves (see small_shape)
+PROBE_PIXELS = 512 * 512  # a larger shape is timed on a centre crop of this many pixels (objective.proxy_crop)
 LOSS_TOLERANCE = 0.01  # a candidate's loss may differ from fp32's by this much, relatively
 GRADIENT_COSINE = 0.99  # and its gradient must point the same way
 
@@ -168,9 +169,11 @@ class Measuring:
     """How ``auto`` measures: shapes under ``min_pixels`` are not timed; each candidate runs
     ``steps`` timed steps; a reduced format must keep the loss within ``loss_tolerance``
     (relative) and the gradient's cosine to fp32's at least ``gradient_cosine``.
-    ``supported``: the formats to time (default: what this machine runs)."""
+    ``supported``: the formats to time (default: what this machine runs). A shape over
+    ``probe_pixels`` is timed on a centre crop of that many pixels."""
 
     min_pixels: int = MEASURE_MIN_PIXELS
+    probe_pixels: int = PROBE_PIXELS
     steps: int = MEASURE_STEPS
     loss_tolerance: float = LOSS_TOLERANCE
     gradient_cosine: float = GRADIENT_COSINE

@@ -80,12 +80,12 @@ class StyleTargets:
     def region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
                     pooling: str) -> list[tuple[np.ndarray, int]]:
         """(ΣFᵀF, positions) per layer over ``x`` minus ``frame`` (features in full context)."""
-        feats = self.features(np.asarray(x, np.float32), layers, pooling)
+        feats = self.vgg.features(tf.constant(np.asarray(x, np.float32)[None]), layers, pooling)
         out = []
-        for n in layers:
+        for n in layers:  # FᵀF in TensorFlow: no float64 copy of a full-resolution layer (512 B a pixel at conv1_1)
             f = crop(feats[n], frame, layer_stride(n))[0]
-            f = f.reshape(-1, f.shape[-1]).astype(np.float64)
-            out.append((f.T @ f, f.shape[0]))
+            f = tf.reshape(f, (-1, f.shape[-1]))
+            out.append((tf.matmul(f, f, transpose_a=True).numpy().astype(np.float64), int(f.shape[0])))
         return out
 
     def blend(self, styles: list[tuple[LoadedImage, float]], width: int, height: int, params) -> list[np.ndarray]:
