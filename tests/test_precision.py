@@ -79,15 +79,21 @@ def test_a_tiled_scale_measures_each_size_class_once_whatever_its_windows(thin_m
     assert sorted(measured) == sorted(classes), engine.chooser.measured
 
 
-def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_on_a_crop(thin_mat, pair, tmp_path):
+def test_a_photo_of_a_new_shape_starts_without_measuring_and_a_big_one_is_timed_on_a_crop(thin_mat, pair, tmp_path,
+                                                                                          monkeypatch):
     """Photos come in every shape: the choice is kept per size class, so a second photo of
     another aspect ratio runs at once; a shape over ``probe_pixels`` is timed on a centre crop."""
     content, style = pair
     measuring = Measuring(min_pixels=0, supported=("fp32", "bf16"), probe_pixels=48 * 48)
-    engine = Engine(load_weights(thin_mat), choices=ChoiceCache(tmp_path / "cache"), measuring=measuring)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the user's cache folder, fresh
+    engine = Engine(load_weights(thin_mat), measuring=measuring)
     p = resolve({"size": 96, "iterations": 2, "scales": [1.0], "seed": 1})
     engine.stylize(content, [(style, 1.0)], p)
     assert len(engine.chooser.measured) == 1 and engine.chooser.rate() > 0  # a step's seconds per pixel
+    plans = []  # a fresh process knows the rate from the disk, so the plan has its time before the first step
+    fresh = Engine(load_weights(thin_mat), measuring=measuring)
+    fresh.stylize(content, [(style, 1.0)], p, plan=plans.append)
+    assert plans[0].estimate > 0 and "on this machine" in plans[0].describe()
     square = load_image(make_image(tmp_path / "square.png", (90, 90), seed=4))
     r = engine.stylize(square, [(style, 1.0)], p)
     assert r.shapes == [(96, 96)] and len(engine.chooser.measured) == 1  # 96×96 after 96×72: nothing timed

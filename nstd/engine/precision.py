@@ -234,7 +234,9 @@ class Chooser:
     def rate(self) -> float | None:
         """Seconds per pixel of a full step as last timed in this process or on disk: what a
         plan's cost is estimated from before its first step (None: nothing timed yet)."""
-        if not self.rates and self.choices is not None:  # nothing timed in this process: what the disk has
+        if not self.rates and "auto" in (self.compute, self.compiler):  # nothing timed in this process: the disk's
+            if self.choices is None:
+                self.choices = ChoiceCache()
             for key in self.choices.choices:
                 if key.startswith("rate|"):
                     self.rates[key[5:]] = self.choices.rate(key[5:]) or 0.0
