@@ -182,8 +182,9 @@ def visit_budget(scale_left: float | None, spent: float, visits_left: int) -> fl
 #: float64, its content (or held picture), start and best image in float32, and a tiled
 #: scale's checkpoint serialised once in memory before it is written.
 PICTURE_BYTES_PER_PIXEL = 24 + 12 + 12 + 12 + 24
-#: The daemon's own resident memory with TensorFlow and the weights loaded (measured: 2.3 GiB).
-PROCESS_BYTES = 5 * 2**29
+#: The process itself: TensorFlow, the weights, a small job (peak RSS of a 512 px job,
+#: bench/prints.py on the AVX-512 machine: 1.36 GiB).
+PROCESS_BYTES = 3 * 2**29
 
 
 @dataclass(frozen=True)
