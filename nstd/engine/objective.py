@@ -24,7 +24,6 @@ from nstd.engine.steps import StepCompiler, StepInputs, StepShape, StepWeights
 from nstd.engine.targets import StyleTargets
 
 
-
 @dataclass(frozen=True)
 class LossWeights:
     """Each term's weight, as the step multiplies it."""
@@ -139,13 +138,21 @@ class Objectives:
         if once:
             how = self.chooser.for_one_evaluation(shape)
         else:
-            probe_shape, probe_inputs, probe_x = shape, inputs, c_rgb
-            probe = self.chooser.measuring.probe_pixels
-            if shape.height * shape.width > probe and not masks:  # timed on a crop of its size class
-                probe_x = proxy_crop(c_rgb, probe)
-                probe_shape, probe_inputs = self._step(probe_x, grams, params, weights, NO_MARGIN, None, hold)
-            x = tf.constant(probe_x[None], tf.float32)
-            how = self.chooser.choose(shape, lambda how: self.steps.get(probe_shape, how)(x, *probe_inputs)[:2])
+            made: list[tuple[StepShape, StepInputs, Any]] = []  # the probe's step, made only if timing runs
+
+            def probe(how: Precision) -> tuple:
+                if not made:
+                    pixels = self.chooser.measuring.probe_pixels
+                    if shape.height * shape.width > pixels and not masks:  # timed on a crop of its size class
+                        crop_x = proxy_crop(c_rgb, pixels)
+                        made.append((*self._step(crop_x, grams, params, weights, NO_MARGIN, None, hold),
+                                     tf.constant(crop_x[None], tf.float32)))
+                    else:
+                        made.append((shape, inputs, tf.constant(c_rgb[None], tf.float32)))
+                probe_shape, probe_inputs, x = made[0]
+                return self.steps.get(probe_shape, how)(x, *probe_inputs)[:2]
+
+            how = self.chooser.choose(shape, probe)
         return Objective(self.steps.get(shape, how), inputs, how)
 
     def _step(self, c_rgb: np.ndarray, grams: list[np.ndarray], params: Any, weights: LossWeights, margin: Margin,
