@@ -239,6 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from nstd.daemon.status import read_all
+    from nstd.spool import outbox
 
     cfg = _config(args)
     folder = cfg.paths.state / "status"
@@ -266,6 +267,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  running: {cur['name']}{clip} scale {cur.get('scale', '-')}/{cur.get('scales', '-')} iteration "
                   f"{cur.get('iteration', 0)}/{cur.get('iterations', '?')} loss {cur.get('loss', '-')} "
                   f"ETA {cur.get('eta', '?')}s")
+            preview = outbox.preview_of(cfg, cur["name"])
+            if preview.is_file():  # a clip's last finished frame, a print's picture so far
+                print(f"  preview: {preview}")
         for q in d.get("queue", []):
             print(f"  queued:  {q['name']} ({q['form']}{', ' + q['waiting_for'] if q.get('waiting_for') else ''})")
         for w in d.get("waiting", []):

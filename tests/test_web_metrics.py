@@ -22,11 +22,13 @@ SERIES = {("nstd_jobs_total", (("outcome", "done"),)), ("nstd_jobs_total", (("ou
             ("1", "5", "15", "30", "60", "120", "300", "600", "1800", "3600", "7200", "21600", "+Inf")),
           ("nstd_job_duration_seconds_sum", ()), ("nstd_job_duration_seconds_count", ()),
           ("nstd_last_success_timestamp_seconds", ()), ("nstd_failed_claims_total", ()),
-          ("nstd_resident_memory_bytes", ())}
+          ("nstd_resident_memory_bytes", ()), ("nstd_job_eta_seconds", ()), ("nstd_clip_frame", ()),
+          ("nstd_clip_frames", ())}
 TYPES = {"nstd_jobs_total": "counter", "nstd_queue_depth": "gauge", "nstd_queue_oldest_age_seconds": "gauge",
          "nstd_seconds_per_iteration": "gauge", "nstd_job_duration_seconds": "histogram",
          "nstd_last_success_timestamp_seconds": "gauge", "nstd_failed_claims_total": "counter",
-         "nstd_resident_memory_bytes": "gauge"}
+         "nstd_resident_memory_bytes": "gauge", "nstd_job_eta_seconds": "gauge", "nstd_clip_frame": "gauge",
+         "nstd_clip_frames": "gauge"}
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -52,6 +54,20 @@ def test_the_same_series_and_types_as_the_hand_written_page():
     assert set(samples(text)) == SERIES  # nothing lost, nothing added (no _created series)
     assert types(text) == TYPES
     assert all(f"# HELP {name} " in text for name in TYPES)
+
+
+def test_a_running_clip_shows_its_frame_and_eta_until_it_ends():
+    m = Metrics()
+    m.job_progress(312.5, frame=7, frames=40)
+    s = samples(m.render())
+    assert (s[("nstd_clip_frame", ())], s[("nstd_clip_frames", ())], s[("nstd_job_eta_seconds", ())]) == (7, 40, 312.5)
+    m.job_progress(None)  # a still, before its first timed step
+    s = samples(m.render())
+    assert (s[("nstd_clip_frame", ())], s[("nstd_clip_frames", ())], s[("nstd_job_eta_seconds", ())]) == (0, 0, 0)
+    m.job_progress(12.0, frame=2, frames=3)
+    m.job_ended("done", 30.0)
+    s = samples(m.render())
+    assert (s[("nstd_clip_frame", ())], s[("nstd_clip_frames", ())], s[("nstd_job_eta_seconds", ())]) == (0, 0, 0)
 
 
 def test_values_buckets_and_the_scrape_time_gauges():

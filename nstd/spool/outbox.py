@@ -70,6 +70,12 @@ def preview_path(config: Config, name: str, rel: str) -> Path:
     return config.paths.outbox / rel / f"{output_stem(name)}.preview.{config.output.format}"
 
 
+def preview_of(config: Config, label: str) -> Path:
+    """The preview of a running job named by its label (``sub/name`` or ``name``)."""
+    rel, _, name = label.rpartition("/")
+    return preview_path(config, name, rel or ".")
+
+
 def publish(work: Path, config: Config, name: str, rel: str, image_bytes: bytes | Path, ext: str,
             report: dict[str, Any], log_text: str) -> dict[str, str]:
     """Write the result trio to the outbox once; a resumed finish reuses what was written.

@@ -288,7 +288,8 @@ class FrameLoop:
             checkpoint_every=self.checkpoint_every, resume=frame_resume, **kwargs)
         seconds = time.monotonic() - t_frame
         pixels = _quantised(result.image)
-        record = frame_record(i, frame, self.start, result, seconds, reliable)
+        record = {**frame_record(i, frame, self.start, result, seconds, reliable),
+                  "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest()}  # resumed or not: compare these
         self.store.save(i, pixels, record)
         self.records.append(record)
         self.say("frame %d/%d (source frame %d, %.2f s) done: %d iterations in %.1fs, loss %.4g%s", i + 1,

@@ -39,6 +39,7 @@ class Metrics:
         self.outcomes: dict[str, int] = {}
         self.failed_claims = 0
         self.seconds_per_iteration: float | None = None
+        self.running: tuple[float, int, int] | None = None  # the running job's ETA (s), frame and frames (clips)
         self.last_success: float | None = None
         self.durations = [0] * len(BUCKETS)  # cumulative: each counts the jobs at or under its bound
         self.duration_sum, self.duration_count = 0.0, 0
@@ -46,8 +47,14 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
+    def job_progress(self, eta: float | None, frame: int = 0, frames: int = 0) -> None:
+        """The running job's time left and, for a clip, the frame it is on (1-based) of how many."""
+        with self._lock:
+            self.running = (eta or 0.0, frame, frames)
+
     def job_ended(self, outcome: str, seconds: float) -> None:
         with self._lock:
+            self.running = None
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             if outcome == "done":
                 self.last_success = time.time()
@@ -76,6 +83,7 @@ class Metrics:
             jobs = CounterMetricFamily("nstd_jobs", "Jobs ended, by outcome.", labels=["outcome"])
             for outcome in sorted(set(self.outcomes) | {"done", "failed"}):
                 jobs.add_metric([outcome], self.outcomes.get(outcome, 0))
+            eta, frame, frames = self.running or (0.0, 0, 0)
             buckets = [(str(b), n) for b, n in zip(BUCKETS, self.durations)] + [("+Inf", self.duration_count)]
             families = [
                 jobs,
@@ -83,6 +91,11 @@ class Metrics:
                                   value=now.queue_depth),
                 GaugeMetricFamily("nstd_queue_oldest_age_seconds", "Age of the oldest ready job (0: none).",
                                   value=round(now.oldest_age or 0, 3)),
+                GaugeMetricFamily("nstd_job_eta_seconds", "Estimated time left of the running job (0: none running "
+                                  "or not known yet).", value=round(eta, 1)),
+                GaugeMetricFamily("nstd_clip_frame", "The frame the running clip job is on, 1-based (0: no clip).",
+                                  value=frame),
+                GaugeMetricFamily("nstd_clip_frames", "Frames of the running clip job (0: no clip).", value=frames),
                 GaugeMetricFamily("nstd_seconds_per_iteration", "Duration of the latest optimiser iteration.",
                                   value=round(self.seconds_per_iteration or 0, 6)),
                 HistogramMetricFamily("nstd_job_duration_seconds", "Wall time of published jobs.", buckets=buckets,

@@ -85,8 +85,7 @@ class WebServer:
         own = self.board.snapshot()
         current = own.get("current")
         if current:
-            rel, _, name = current["name"].rpartition("/")
-            preview = outbox.preview_path(cfg, name, rel or ".")
+            preview = outbox.preview_of(cfg, current["name"])
             current = {**current, "preview": _url("outbox", preview, cfg) if preview.exists() else None}
         return {"csrf": self.csrf, "daemons": [{k: d.get(k) for k in ("host", "pid", "state", "device", "alive",
                                                                        "liveness")} for d in daemons],
