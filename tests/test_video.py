@@ -452,3 +452,17 @@ def test_nstd_submit_takes_a_clip_and_refuses_a_text_named_mp4(tmp_path):
     assert sorted(p.name for p in job.iterdir()) == ["content.mp4", "job.yaml", "style1.png"]
     with pytest.raises(NstdError, match="notes.mp4: the name says MP4, but the file is text"):
         submit(cfg, "notes", ("notes.mp4", b"shopping list\n" * 10), [("style.png", style.read_bytes())], {})
+
+
+@pytest.mark.unit
+def test_an_animated_output_too_big_to_hold_is_refused_before_painting():
+    from nstd.errors import ParamError
+    from nstd.video.encode import ANIMATION_BYTES, check_animation
+
+    most = ANIMATION_BYTES // (512 * 288 * 3)
+    check_animation("clip.gif", most, 512, 288)  # fits
+    check_animation("clip.mp4", 10**6, 512, 288)  # streamed: any length
+    for name in ("clip.gif", "clip.webp"):
+        with pytest.raises(ParamError, match=rf"{name}: an animated .* {most + 1} frames of 512x288 would need .*"
+                                             rf"at most 512 MiB, {most} such frames\). Ask for .mp4 or .webm"):
+            check_animation(name, most + 1, 512, 288)

@@ -40,7 +40,7 @@ from nstd.engine.hooks import Progress, Result
 from nstd.images import LoadedImage
 from nstd.video import flow
 from nstd.video.clip import Clip, ClipInfo, Frame
-from nstd.video.encode import AudioSource, ClipWriter, even_size
+from nstd.video.encode import AudioSource, ClipWriter, check_animation, even_size
 from nstd.video.temporal import Temporal
 
 #: The part of a job's parameters a finished frame depends on (a change starts the clip over).
@@ -235,6 +235,7 @@ class FrameLoop:
                               f"{size[0]}×{size[1]}")
         self.start, self.end = start, end = clip.check_length(params.start, params.duration)
         self.estimate = int(round(((end if end is not None else start) - start) * info.fps)) or info.frames or 0
+        check_animation(output, self.estimate, *size)
         self.store = FrameStore(work / "frames", json.dumps({"key": key, "clip": sha_of(info), "size": size,
                                                              "output": output.suffix.lower()}, sort_keys=True),
                                 params.seed)

@@ -62,6 +62,21 @@ def output_kind(path: Path | str) -> str:
                      "of frames).")
 
 
+#: What an animated output may hold in memory: Pillow keeps every frame until it writes the file.
+ANIMATION_BYTES = 512 * 2**20
+
+
+def check_animation(path: Path | str, frames: int, width: int, height: int) -> None:
+    """Refuse an animated GIF/WebP whose frames would not fit in :data:`ANIMATION_BYTES`."""
+    need = frames * width * height * 3
+    if output_kind(path) == "animation" and need > ANIMATION_BYTES:
+        most = ANIMATION_BYTES // (width * height * 3)
+        raise ParamError(f"output {Path(path).name}: an animated {Path(path).suffix.lower()} holds every frame in "
+                         f"memory while it is written, and {frames} frames of {width}x{height} would need "
+                         f"{need / 2**20:.0f} MiB (at most {ANIMATION_BYTES // 2**20} MiB, {most} such frames). Ask "
+                         "for .mp4 or .webm, a smaller size, or a shorter duration.")
+
+
 def even_size(width: int, height: int, path: Path | str) -> tuple[int, int]:
     """The size a clip can be encoded at: H.264/VP9 in 4:2:0 need even sides (an odd last
     row or column is cropped; animations and frames keep any size)."""
@@ -272,6 +287,7 @@ class ClipWriter:
                                                 self._frame_format, **({"quality": 95} if
                                                                        self._frame_format == "JPEG" else {}))
         elif self.kind == "animation":
+            check_animation(self.dest, self.count, *self.size)  # the header's count may have been low
             self._frames.append((pixels, max(1, int(round(duration * 1000)))))
         else:
             import av
