@@ -13,12 +13,20 @@ temporal loss at weight W, or ``--temporal-weight``), the frames are stylized by
 (:func:`nstd.video.clip_job.stylize_clip`); the baseline stylizes every frame alone as a
 still (the flicker baseline). All share frame 0, which is the same still in every case.
 
+Two of Ruder et al.'s further steps are measured here, outside the product, to see whether
+they pay: ``longN@W`` holds each pixel to the nearest of frames t−1, t−2 and t−4 where the
+flow from it is reliable (their long-term term, with exclusive masks, as one target), and
+``twopassN@W`` runs the ``temporalN@W`` clip again backwards, each frame held to both
+neighbours (the next frame of this pass, the previous of the first) and started from its
+first-pass picture blended with them.
+
 Measured, in one run:
 
 * seconds per frame: the first (a still) and the mean of the later ones;
 * the **temporal warp error**: mean |O_t − warp(O_{t−1})| over reliable pixels (0–255,
   per channel), the flow from the input frames; for each configuration, for the stills,
-  and for the input clip itself (the floor the flow allows);
+  and for the input clip itself (the floor the flow allows); and the same between frames
+  4 apart (``warp_error_4``), where long-term terms should show;
 * style match and content preservation per frame (``nstd.metrics``), as means.
 
 It writes ``video-<size>.json`` (the numbers), ``video-strip-<size>.jpg`` (four
@@ -71,6 +79,59 @@ def cpu() -> str:
     return f"{model}, {os.cpu_count()} cores{', avx512_bf16' if 'avx512_bf16' in text else ''}"
 
 
+LONG_TERM = (1, 2, 4)  # frames back a pixel may be held to (Ruder et al. use 1, 10, 20 on long clips)
+
+
+def later_frame(engine, style, rgb: np.ndarray, start: np.ndarray, target: np.ndarray, mask: np.ndarray,
+                params) -> np.ndarray:
+    """One later frame: from ``start``, held to ``target`` where ``mask``, 8 bits as the loop stores it."""
+    from nstd.video.clip_job import frame_params
+    from nstd.video.temporal import Temporal
+
+    r = engine.stylize(LoadedImage(rgb, None, "frame", ""), [(style, 1.0)], frame_params(params, True),
+                       init_image=LoadedImage(start, None, "start", ""),
+                       temporal=Temporal(target, mask, params.temporal_weight))
+    return np.clip(np.rint(r.image), 0, 255).astype(np.float32)
+
+
+def long_term(engine, style, inputs: list[np.ndarray], first: np.ndarray, params) -> list[np.ndarray]:
+    """Forward, each pixel held to the nearest of t−1, t−2, t−4 whose flow to it is reliable."""
+    out = [first]
+    for t in range(1, len(inputs)):
+        target, mask = np.zeros_like(inputs[t], np.float32), np.zeros(inputs[t].shape[:2], np.float32)
+        start = None
+        for j in (j for j in LONG_TERM if j <= t):
+            m = flow.motion(inputs[t - j], inputs[t])
+            warped, new = m.warp(out[t - j]), m.mask * (1 - mask)  # only pixels no nearer frame holds
+            target += new[..., None] * warped
+            mask += new
+            start = warped if start is None else start
+        out.append(later_frame(engine, style, inputs[t], start, target, mask, params))
+    return out
+
+
+def two_pass(engine, style, inputs: list[np.ndarray], first: np.ndarray, params) -> list[np.ndarray]:
+    """The forward clip, then a backward pass held to both neighbours."""
+    fwd = [first]
+    for t in range(1, len(inputs)):
+        m = flow.motion(inputs[t - 1], inputs[t])
+        w = m.warp(fwd[-1])
+        fwd.append(later_frame(engine, style, inputs[t], w, w, m.mask, params))
+    out = list(fwd)
+    for t in range(len(inputs) - 2, -1, -1):
+        nxt = flow.motion(inputs[t + 1], inputs[t])  # from the next frame (this pass's) onto t
+        parts = [(nxt.warp(out[t + 1]), nxt.mask)]
+        if t > 0:
+            prv = flow.motion(inputs[t - 1], inputs[t])
+            parts.append((prv.warp(fwd[t - 1]), prv.mask))
+        weight = sum(m for _, m in parts)
+        target = sum(m[..., None] * w for w, m in parts) / np.maximum(weight, 1)[..., None]
+        mask = np.minimum(weight, 1)
+        start = mask[..., None] * (target + fwd[t]) / 2 + (1 - mask[..., None]) * fwd[t]
+        out[t] = later_frame(engine, style, inputs[t], start, target, mask, params)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=256)
@@ -119,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         stills.append(np.clip(np.rint(r.image), 0, 255).astype(np.uint8).astype(np.float32))
         print(f"still {i + 1}/{len(inputs)}: {still_s[-1]:.1f}s", file=sys.stderr)
     floor = flow.warp_error(inputs, inputs)
-    results["input"] = {"warp_error": round(floor, 3)}
+    results["input"] = {"warp_error": round(floor, 3), "warp_error_4": round(flow.warp_error(inputs[::4], inputs[::4]), 3)}
     results["stills"] = {"warp_error": round(flow.warp_error(stills, inputs), 3),
+                         "warp_error_4": round(flow.warp_error(stills[::4], inputs[::4]), 3),
                          "seconds_first": round(still_s[0], 2),
                          "seconds_per_frame": round(float(np.mean(still_s[1:])), 2), **scores(stills)}
     print(json.dumps(results), file=sys.stderr)
@@ -134,6 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     seeded = None
     runs: dict[str, list[np.ndarray]] = {}
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
+        if name.startswith(("long", "twopass")):
+            spec, _, weight = name.removeprefix("long").removeprefix("twopass").partition("@")
+            params = dataclasses.replace(base, frame_iterations=int(spec), temporal_weight=float(weight or 1))
+            t0 = time.monotonic()
+            frames = (long_term if name.startswith("long") else two_pass)(engine, style, inputs, stills[0], params)
+            runs[name] = frames
+            results[name] = {"warp_error": round(flow.warp_error(frames, inputs), 3),
+                             "warp_error_4": round(flow.warp_error(frames[::4], inputs[::4]), 3),
+                             "seconds_per_later_frame": round((time.monotonic() - t0) / (len(inputs) - 1), 2),
+                             "iterations_per_later_frame": int(spec) * (2 if name.startswith("two") else 1),
+                             "temporal_weight": params.temporal_weight, **scores(frames)}
+            print(json.dumps({name: results[name]}), file=sys.stderr)
+            continue
         temporal = name.startswith("temporal")
         spec, _, weight = name.removeprefix("temporal").removeprefix("warm").partition("@")
         n = int(spec)
@@ -156,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[name] = frames
         later = [x["seconds"] for x in r.frames[1:]]
         results[name] = {"warp_error": round(flow.warp_error(frames, inputs), 3),
+                         "warp_error_4": round(flow.warp_error(frames[::4], inputs[::4]), 3),
                          "seconds_per_later_frame": round(float(np.mean(later)), 2),
                          "iterations_per_later_frame": n, "temporal_weight": params.temporal_weight,
                          "mean_reliable": round(float(np.mean([x["reliable"] for x in r.frames[1:]])), 3),
