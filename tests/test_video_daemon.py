@@ -80,20 +80,30 @@ def test_a_clip_in_every_job_form_comes_out_whole(tmp_path, thin_mat):
 
 
 def frames_done(root) -> int:
-    return sum(1 for _ in (root / "state" / "work").glob("*/frames/*.png"))
+    """Finished frames, as the frame store counts them: by their records, written after the PNG."""
+    return sum(1 for _ in (root / "state" / "work").glob("*/frames/[0-9]*.yaml"))
+
+
+def slow_clip(root, thin_mat, frames: int, frame_iterations: int, **extra):
+    """A config whose later frames are slow enough to act between them, and a clip to drop."""
+    cfg = write_config(root, thin_mat, defaults={**CLIP_DEFAULTS, "frame_iterations": frame_iterations}, **extra)
+    (root / "inbox").mkdir(parents=True)
+    make_clip(root / "src" / "clip.mp4", frames=frames)
+    return cfg
+
+
+def drop_clip(root, name: str = "clip") -> None:
+    """The clip and its style into the inbox as a pair."""
+    make_image(root / "inbox" / f"{name}.style.png", (36, 36), seed=2)
+    shutil.copy(root / "src" / "clip.mp4", root / "inbox" / f"{name}.content.mp4")
 
 
 def test_kill_9_mid_clip_resumes_at_the_first_unfinished_frame_and_comes_out_once(tmp_path, thin_mat):
     root = tmp_path / "nstd"
-    # later frames slow enough (many iterations) to be killed between them
-    cfg = write_config(root, thin_mat, defaults={**CLIP_DEFAULTS, "frame_iterations": 60})
-    inbox = root / "inbox"
-    inbox.mkdir(parents=True)
-    make_clip(root / "src" / "clip.mp4", frames=10)
+    cfg = slow_clip(root, thin_mat, frames=10, frame_iterations=60)
     with Daemon(cfg) as d:
         d.wait_log("ready:", 120)
-        make_image(inbox / "clip.style.png", (36, 36), seed=2)
-        shutil.copy(root / "src" / "clip.mp4", inbox / "clip.content.mp4")
+        drop_clip(root)
         wait_until(lambda: frames_done(root) >= 3, 200, "three finished frames")
         d.proc.kill()  # kill -9: no checkpoint, no goodbye
         d.proc.wait(10)
@@ -101,9 +111,7 @@ def test_kill_9_mid_clip_resumes_at_the_first_unfinished_frame_and_comes_out_onc
     assert 3 <= done_before < 10 and not outputs(root, "*.mp4")
     with Daemon(cfg) as d:
         wait_until(lambda: outputs(root, "*.mp4"), 200, "the clip")
-        # the same job again, uninterrupted, for comparison
-        make_image(inbox / "again.style.png", (36, 36), seed=2)
-        shutil.copy(root / "src" / "clip.mp4", inbox / "again.content.mp4")
+        drop_clip(root, "again")  # the same job again, uninterrupted, for comparison
         wait_until(lambda: (root / "outbox" / "again.report.yaml").is_file(), 200, "the uninterrupted run")
         assert d.stop() == 0
     assert [p.name for p in outputs(root, "*.mp4")] == ["again.mp4", "clip.mp4"]  # one output each, no clip-1
@@ -117,7 +125,9 @@ def test_kill_9_mid_clip_resumes_at_the_first_unfinished_frame_and_comes_out_onc
     assert "resuming the clip" in log
     assert all(int(n) > done_before for n in re.findall(r"frame (\d+) resumes from its checkpoint", log)), log
     for i in range(1, 11):  # every frame was stylized once: the restart took up the first unfinished one
-        assert len(re.findall(rf"frame {i}/10 \(source frame \d+, [\d.]+ s\) done", log)) == 1, (i, log)
+        said = len(re.findall(rf"frame {i}/10 \(source frame \d+, [\d.]+ s\) done", log))
+        # the kill may fall between the last finished frame's record and its log line
+        assert said == 1 or (i == done_before and said == 0), (i, log)
 
 
 def test_a_running_clip_shows_its_frame_and_last_frame_in_status_and_metrics(tmp_path, thin_mat):
@@ -131,15 +141,10 @@ def test_a_running_clip_shows_its_frame_and_last_frame_in_status_and_metrics(tmp
     from tests.test_web_metrics import samples
 
     root, port = tmp_path / "nstd", free_port()
-    cfg = write_config(root, thin_mat, defaults={**CLIP_DEFAULTS, "frame_iterations": 400},
-                       http={"listen": f"127.0.0.1:{port}"})
-    inbox = root / "inbox"
-    inbox.mkdir(parents=True)
-    make_clip(root / "src" / "clip.mp4", frames=6)
+    cfg = slow_clip(root, thin_mat, frames=6, frame_iterations=400, http={"listen": f"127.0.0.1:{port}"})
     with Daemon(cfg) as d:
         d.wait_log("ready:", 120)
-        make_image(inbox / "clip.style.png", (36, 36), seed=2)
-        shutil.copy(root / "src" / "clip.mp4", inbox / "clip.content.mp4")
+        drop_clip(root)
         wait_until(lambda: frames_done(root) >= 2, 200, "two finished frames")
 
         def on_a_later_frame() -> str | None:  # the status file follows within a heartbeat
