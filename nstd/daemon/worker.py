@@ -242,8 +242,8 @@ class JobProgress:
         w, item = self.worker, self.item
         w.beat = w.clock()
         self.tick(p.iteration)
-        w.metrics.job_progress(p.eta, getattr(p, "frame", 0), getattr(p, "frames", 0))
         clip = {"frame": p.frame, "frames": p.frames} if hasattr(p, "frame") else {}  # a clip's frame
+        w.metrics.job_progress(p.eta, clip.get("frame", 0), clip.get("frames", 0))
         w.board.set_current({"name": item.label, "scale": p.scale, "scales": p.scales, "tile": p.tile,
                              "tiles": p.tiles, "iteration": p.iteration, "iterations": p.iterations,
                              "loss": p.loss, "elapsed": round(p.elapsed, 1),

@@ -86,9 +86,10 @@ def rss() -> int:
 def system_available(meminfo: str = "/proc/meminfo") -> int | None:
     """What the kernel says can still be allocated machine-wide (MemAvailable), or None."""
     try:
-        for line in open(meminfo):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        with open(meminfo) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
