@@ -3,7 +3,7 @@
     python bench/prints.py                                   # 512, 1024, 2048, 4096 px (about 1.5 h on 2 cores)
     python bench/prints.py --sizes 512,1024 --pair brad_pitt:the_scream
     python bench/prints.py --first-iteration                 # a fresh cache, two photos of different shapes
-    python bench/prints.py --kill 4096 --set tile_size=1024  # kill -9 in the last pass's tiles, resume, compare
+    python bench/prints.py --kill 4096                       # kill -9 in the last pass's tiles, resume, compare
 
 Each size runs as its own process with the default plan, so its wall time and peak RSS are
 its own. Every result is then judged at 512 px (``nstd.metrics``: content and style of the
@@ -53,12 +53,19 @@ def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints:
     content, style = load_image(IMAGES[c_name]), load_image(IMAGES[s_name])
     params = resolve({**extra, "size": size, "seed": 1})
     scales = plan.scales(*plan.check_size(*content.size, params.size), params)
-    hooks, resume, name = Hooks(plan=lambda p: print(f"plan: {p.describe()}", flush=True)), None, f"print-{size}"
+    tiles: dict[int, int] = {}  # scale number -> tiles it ran in (0: whole)
+
+    def progress(p) -> None:
+        tiles[p.scale] = p.tiles
+        if checkpoints is not None:
+            print(f"PROGRESS {p.scale} {p.scales} {p.tile} {p.tiles} {p.iteration}", flush=True)
+
+    hooks = Hooks(plan=lambda p: print(f"plan: {p.describe()}", flush=True), progress=progress)
+    resume, name = None, f"print-{size}"
     if checkpoints is not None:
         resume = load_checkpoint(checkpoints.read_bytes()) if checkpoints.is_file() else None
         hooks.checkpoint = lambda state: write_bytes_atomic(checkpoints, save_checkpoint(state))
         hooks.checkpoint_every = 10
-        hooks.progress = lambda p: print(f"PROGRESS {p.scale} {p.scales} {p.tile} {p.tiles} {p.iteration}", flush=True)
         name += "-resumed" if resume is not None else "-killed"
     t0 = time.monotonic()
     r = engine.stylize(content, [(style, 1.0)], params, hooks=hooks, resume=resume)
@@ -72,7 +79,8 @@ def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints:
     w, h = r.image.shape[1], r.image.shape[0]
     return {"size": size, "pixels": [w, h], "wall_s": round(wall, 1), "timings": r.timings,
             "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "scales": [[s.width, s.height, s.iterations, "detail" if s.detail else "full"] for s in scales],
+            "scales": [[s.width, s.height, s.iterations, "detail" if s.detail else "full", tiles.get(i + 1, 0)]
+                       for i, s in enumerate(scales)],
             "notes": r.notes, "precision": r.precision, "evaluations": r.evaluations,
             "us_per_pixel": round(wall / (w * h) * 1e6, 2),
             "gflop": round(flops / 1e9, 1), "gflops_per_s": round(flops / 1e9 / max(r.timings["optimize"], 1e-9), 1)}
@@ -157,7 +165,24 @@ def kill_and_resume(size: int, args: argparse.Namespace, out: Path) -> int:
            "mean_abs_diff": round(float(diff.mean()), 4)}
     print(json.dumps(row), flush=True)
     (out / f"kill-{size}.json").write_text(json.dumps(row, indent=1))
+    kill_sheet(whole, resumed, diff, row, out)
     return 0
+
+
+def kill_sheet(whole: np.ndarray, resumed: np.ndarray, diff: np.ndarray, row: dict, out: Path) -> Path:
+    """Uninterrupted, resumed and their difference (×10) at 512 px, then 100% crops of both."""
+    h, w = whole.shape[:2]
+    small = (512, round(512 * h / w))
+    cy, cx = round(CENTRE[1] * h), round(CENTRE[0] * w)
+    y0, x0 = max(0, cy - CROP // 2), max(0, cx - CROP // 2)
+    mean = f"mean difference {row['mean_abs_diff']} of 255, at most {row['max_abs_diff']:.0f}"
+    tops = [tile(resize(whole, *small), 384, f"{row['size']} px, uninterrupted"),
+            tile(resize(resumed, *small), 384, f"killed at {row['killed_at']}\nthen resumed"),
+            tile(np.minimum(resize(diff, *small).mean(axis=2, keepdims=True).repeat(3, 2) * 10, 255), 384,
+                 f"difference x10\n{mean}")]
+    crops = [tile(a[y0:y0 + CROP, x0:x0 + CROP], CROP, f"{name}, 100% crop")
+             for a, name in ((whole, "uninterrupted"), (resumed, "resumed"))]
+    return sheet([tops, crops], out / f"kill-{row['size']}.png")
 
 
 def main() -> int:
