@@ -40,6 +40,11 @@ CROP = 256  # px of each 100% crop
 CENTRE = (0.62, 0.22)  # where the crops are centred, as fractions of width and height (sky and roofs)
 
 
+def crop_corner(width: int, height: int) -> tuple[int, int]:
+    """(x0, y0) of the CROP-sided 100% crop around CENTRE: the same region at every size."""
+    return max(0, round(CENTRE[0] * width) - CROP // 2), max(0, round(CENTRE[1] * height) - CROP // 2)
+
+
 def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints: Path | None = None) -> dict:
     """Run one size in this process (the child's side); returns its row without judging.
     ``checkpoints``: keep a checkpoint there every 10 iterations, print progress, and resume
@@ -107,8 +112,7 @@ def contact_sheet(rows: list[dict], out: Path) -> Path:
     tops, crops = [], []
     for row in rows:
         image = Image.open(out / f"print-{row['size']}.png").convert("RGB")
-        cx, cy = round(CENTRE[0] * image.width), round(CENTRE[1] * image.height)
-        x0, y0 = max(0, cx - CROP // 2), max(0, cy - CROP // 2)
+        x0, y0 = crop_corner(image.width, image.height)
         label = (f"{row['size']} px: {row['wall_s']:.0f} s, {row['peak_rss_gib']} GiB\n"
                  f"content {row['content_at_512']:.3f} style {row['style_at_512']:.3f} fine {row['fine_ratio']:.2f}")
         tops.append(tile(image.resize((512, round(512 * image.height / image.width)), Image.LANCZOS), 384, label))
@@ -173,8 +177,7 @@ def kill_sheet(whole: np.ndarray, resumed: np.ndarray, diff: np.ndarray, row: di
     """Uninterrupted, resumed and their difference (×10) at 512 px, then 100% crops of both."""
     h, w = whole.shape[:2]
     small = (512, round(512 * h / w))
-    cy, cx = round(CENTRE[1] * h), round(CENTRE[0] * w)
-    y0, x0 = max(0, cy - CROP // 2), max(0, cx - CROP // 2)
+    x0, y0 = crop_corner(w, h)
     mean = f"mean difference {row['mean_abs_diff']} of 255, at most {row['max_abs_diff']:.0f}"
     tops = [tile(resize(whole, *small), 384, f"{row['size']} px, uninterrupted"),
             tile(resize(resumed, *small), 384, f"killed at {row['killed_at']}\nthen resumed"),
