@@ -235,6 +235,19 @@ def test_alpha_is_reapplied_and_colours_preserved(engine, tmp_path):
     assert chroma_err < 3
 
 
+def test_the_loss_is_the_exact_sum_of_the_steps_terms_in_any_order():
+    """The host adds the step's float32 terms exactly, so no order of additions (which
+    TensorFlow may change between calls) can move the loss the solver compares."""
+    from nstd.engine.backend import tf
+    from nstd.engine.steps import StepOutput
+
+    terms = [3e7, 1.5, -3e7, 0.25]
+    parts = [StepOutput(tf.zeros([1, 2, 2, 3]), tf.constant(t[:2], tf.float32), tf.constant(t[2:], tf.float32),
+                        tf.constant(0.125)).parts() for t in (terms, terms[::-1])]
+    assert parts[0]["loss"] == parts[1]["loss"] == 1.875  # float32 adds give 2.25 one way, 2.0 the other
+    assert parts[0]["content"] == 3e7 + 1.5 and parts[0]["style"] == -3e7 + 0.25 and parts[0]["tv"] == 0.125
+
+
 def test_step_is_compiled_once_per_shape(engine, pair):
     content, style = pair
     p = small(scales=[1.0], iterations=2)

@@ -18,13 +18,10 @@ NO_MARGIN: Margin = (0, 0, 0, 0)
 LAPLACIAN_POOL = 4  # Li et al. 2017: the Laplacian of the 4×-pooled image (edges, not brush marks)
 
 
-def content_term(feats: dict, layers: tuple[str, ...], targets: list, weights: Any) -> Any:
-    """Σ_l w_l · Σ(F−P)²/(4·N·C): the origin's content loss, weighted per layer."""
-    total = tf.constant(0.0)
-    for i, name in enumerate(layers):
-        f = feats[name]
-        total += weights[i] * tf.reduce_sum(tf.square(f - targets[i])) / (4.0 * tf.cast(tf.size(f), tf.float32))
-    return total
+def content_terms(feats: dict, layers: tuple[str, ...], targets: list, weights: Any) -> list:
+    """Per layer l, w_l · Σ(F−P)²/(4·N·C): the origin's content loss, weighted."""
+    return [weights[i] * tf.reduce_sum(tf.square(feats[n] - targets[i])) / (4.0 * tf.cast(tf.size(feats[n]), tf.float32))
+            for i, n in enumerate(layers)]
 
 
 def tv_term(x: Any) -> Any:

@@ -58,9 +58,9 @@ class Objective:
         self.precision = precision  # what the step runs with
 
     def __call__(self, xv: np.ndarray) -> tuple[float, np.ndarray, dict[str, float]]:
-        total, grad, lc, ls, lt = self.step(tf.constant(xv[None], tf.float32), *self.inputs)
-        parts = {"loss": float(total), "content": float(lc), "style": float(ls), "tv": float(lt)}
-        return parts["loss"], grad.numpy()[0].astype(np.float64), parts
+        out = self.step(tf.constant(xv[None], tf.float32), *self.inputs)
+        parts = out.parts()
+        return parts["loss"], out.gradient.numpy()[0].astype(np.float64), parts
 
 
 def image_weights(c_rgb: np.ndarray, params: Any) -> tuple[float, float]:
@@ -150,7 +150,8 @@ class Objectives:
                     else:
                         made.append((shape, inputs, tf.constant(c_rgb[None], tf.float32)))
                 probe_shape, probe_inputs, x = made[0]
-                return self.steps.get(probe_shape, how)(x, *probe_inputs)[:2]
+                out = self.steps.get(probe_shape, how)(x, *probe_inputs)
+                return out.parts()["loss"], out.gradient
 
             how = self.chooser.choose(shape, probe)
         return Objective(self.steps.get(shape, how), inputs, how)

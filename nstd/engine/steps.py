@@ -1,7 +1,11 @@
 """The compiled loss-and-gradient step: one builder, traced once per shape and precision.
 
 A step takes the image and the objective's inputs (:class:`StepInputs`) and returns
-(loss, gradient, content, style, tv). What it is specialised for is a :class:`StepShape`:
+:class:`StepOutput`: the gradient and each weighted term of the loss on its own. The host
+adds the terms up exactly (:meth:`StepOutput.parts`): TensorFlow's sum of a few float32
+scalars can round differently from one call to the next once other work has run in the
+process, and a loss that moves in its last bit sends L-BFGS down another path, so the
+same job would not give the same picture twice. What it is specialised for is a :class:`StepShape`:
 the image's size, the layers, the pooling, a tile's frame of context, and how many masked
 regions the style loss has (0: one Gram matrix per style layer over the whole image).
 """
@@ -13,7 +17,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from nstd.engine import precision
 from nstd.engine.backend import tf
-from nstd.engine.losses import (NO_MARGIN, Margin, content_term, crop, hold_term, layer_stride, laplacian_term,
+from nstd.engine.losses import (NO_MARGIN, Margin, content_terms, crop, hold_term, layer_stride, laplacian_term,
                                 tv_term)
 from nstd.engine.vgg import VGG19, gram
 
@@ -68,8 +72,24 @@ class StepInputs(NamedTuple):
     weights: StepWeights
 
 
+class StepOutput(NamedTuple):
+    """What a step returns: the gradient of the loss, and the loss as its weighted terms."""
+
+    gradient: Any  # [1, h, w, 3]
+    content: Any  # (terms,): per content layer, then the Laplacian, then a detail pass's hold
+    style: Any  # (terms,): per style layer and region
+    tv: Any  # scalar
+
+    def parts(self) -> dict[str, float]:
+        """loss, content, style and tv as the exact sums of the terms (:func:`math.fsum`)."""
+        content, style = self.content.numpy().tolist(), self.style.numpy().tolist()
+        tv = float(self.tv)
+        return {"loss": math.fsum(content + style + [tv]), "content": math.fsum(content),
+                "style": math.fsum(style), "tv": tv}
+
+
 def build_step(vgg: VGG19, shape: StepShape, how: precision.Precision) -> Callable:
-    """``step(x, *inputs) -> (loss, gradient, content, style, tv)`` for one shape, uncompiled.
+    """``step(x, *inputs) -> StepOutput`` for one shape, uncompiled.
 
     ``shape.margin`` (top, bottom, left, right pixels): a frame of context around a tile; the
     losses only see the features inside it. ``shape.regions`` > 0: spatial control (Gatys et
@@ -95,19 +115,19 @@ def build_step(vgg: VGG19, shape: StepShape, how: precision.Precision) -> Callab
             tape.watch(x)
             feats = {n: crop(f, margin, layer_stride(n))
                      for n, f in vgg.features(x, layers, pooling=shape.pooling, dtype=how.dtype).items()}
-            content = content_term(feats, shape.content_layers, content_targets, weights.content) + \
-                weights.laplacian * laplacian_term(x, laplacian_target, margin)
+            content = content_terms(feats, shape.content_layers, content_targets, weights.content) + \
+                [weights.laplacian * laplacian_term(x, laplacian_target, margin)]
             if shape.hold:
-                content += weights.hold * hold_term(x, hold_target, shape.hold, margin)
-            style = tf.constant(0.0)
+                content.append(weights.hold * hold_term(x, hold_target, shape.hold, margin))
+            style = []
             for j, name in enumerate(shape.style_layers):
                 c = tf.cast(tf.shape(feats[name])[-1], tf.float32)
                 for r, (g, target) in enumerate(grams(feats[name], j, gram_targets, masks)):
-                    style += weights.style[j, r] * tf.reduce_sum(tf.square(g - target)) / (4.0 * c * c)
+                    style.append(weights.style[j, r] * tf.reduce_sum(tf.square(g - target)) / (4.0 * c * c))
             tv = weights.tv * tv_term(crop(x, margin))
-            total = content + style + tv
-            scaled = total * scale  # fp16: keeps small gradients above underflow
-        return total, tape.gradient(scaled, x) / scale, content, style, tv
+            scaled = tf.add_n(content + style + [tv]) * scale  # fp16: keeps small gradients above underflow
+        return StepOutput(tape.gradient(scaled, x) / scale, tf.stack(content),
+                          tf.stack(style) if style else tf.zeros([0]), tv)
 
     return step
 

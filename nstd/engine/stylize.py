@@ -29,7 +29,7 @@ from nstd.engine.objective import LossWeights, Objective, Objectives, RegionTarg
 from nstd.engine.optimise import SolverFactory
 from nstd.engine.regions import Region
 from nstd.engine.solvers import make_solver
-from nstd.engine.steps import StepCompiler, StepShape
+from nstd.engine.steps import StepCompiler
 from nstd.engine.targets import StyleTargets
 from nstd.engine.vgg import VGG19
 from nstd.engine.weights import VGGWeights
@@ -75,12 +75,6 @@ class Engine:
         return memory.budget(self.memory_limit)
 
     # --- the roles' own calls, for library users, tests and benches ---------------
-
-    def step_for(self, height: int, width: int, content_layers: tuple[str, ...], style_layers: tuple[str, ...],
-                 pooling: str, margin: Margin = NO_MARGIN, regions: int = 0,
-                 how: precision.Precision = precision.DEFAULT) -> Callable:
-        """The compiled loss+gradient for this shape, layer set and precision (:mod:`steps`)."""
-        return self.steps.get(StepShape(height, width, content_layers, style_layers, pooling, margin, regions), how)
 
     def features(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str) -> dict[str, np.ndarray]:
         return self.targets.features(rgb, layers, pooling)
