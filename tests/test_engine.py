@@ -235,6 +235,22 @@ def test_alpha_is_reapplied_and_colours_preserved(engine, tmp_path):
     assert chroma_err < 3
 
 
+def test_with_an_edge_the_border_reads_as_if_the_picture_went_on(engine):
+    """A flat picture has the same features everywhere once VGG sees it reflected past its
+    border (a detail pass); with VGG's zero padding its border features differ, which is
+    what an optimiser painted a line along."""
+    from nstd.engine.backend import tf
+    from nstd.engine.plan import DETAIL_EDGE
+
+    flat = tf.fill([1, 48, 64, 3], 140.0)
+    for name in ("conv1_1", "conv3_1"):
+        plain = engine.vgg.features(flat, (name,), "avg")[name].numpy()
+        edged = engine.vgg.features(flat, (name,), "avg", edge=DETAIL_EDGE)[name].numpy()
+        assert edged.shape == plain.shape
+        assert np.ptp(edged, axis=(1, 2)).max() < 1e-3 * np.abs(edged).max()
+        assert np.ptp(plain, axis=(1, 2)).max() > 0.05 * np.abs(plain).max()
+
+
 def test_the_loss_is_the_exact_sum_of_the_steps_terms_in_any_order():
     """The host adds the step's float32 terms exactly, so no order of additions (which
     TensorFlow may change between calls) can move the loss the solver compares."""

@@ -62,6 +62,11 @@ DETAIL_COST = 1 / 3.2  # a detail step's work per pixel, as a share of a full st
 #: may reshape the strokes' edges too, and paints flowing marks, with content at 512 px
 #: 0.0014 lower and style 0.02 higher than the 512 px picture's.
 HOLD_SIGMA = 2.5
+#: A detail pass's VGG sees its image reflected this many pixels past each side (its layers'
+#: reach, 12 px at conv3_1, rounded up to the pooling grid). With VGG's zero padding the
+#: passes painted a band of light and dark dashes along the border, 2–4 px deep at 1024 to
+#: 4096 px, that only the padding reads (docs/results.md).
+DETAIL_EDGE = 16
 #: A detail size within this factor of the final size is skipped: the final pass does its work.
 DETAIL_MERGE = 1.4
 

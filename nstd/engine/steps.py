@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterator, NamedTuple
 
-from nstd.engine import precision
+from nstd.engine import plan, precision
 from nstd.engine.backend import tf
 from nstd.engine.losses import (NO_MARGIN, Margin, content_terms, crop, hold_term, layer_stride, laplacian_term,
                                 tv_term)
@@ -114,7 +114,8 @@ def build_step(vgg: VGG19, shape: StepShape, how: precision.Precision) -> Callab
         with tf.GradientTape() as tape:
             tape.watch(x)
             feats = {n: crop(f, margin, layer_stride(n))
-                     for n, f in vgg.features(x, layers, pooling=shape.pooling, dtype=how.dtype).items()}
+                     for n, f in vgg.features(x, layers, pooling=shape.pooling, dtype=how.dtype,
+                                              edge=plan.DETAIL_EDGE if shape.hold else 0).items()}
             content = content_terms(feats, shape.content_layers, content_targets, weights.content) + \
                 [weights.laplacian * laplacian_term(x, laplacian_target, margin)]
             if shape.hold:

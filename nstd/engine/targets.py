@@ -78,9 +78,10 @@ class StyleTargets:
         return [(s / n).astype(np.float32) for s, n in zip(sums, counts)]
 
     def region_sums(self, x: np.ndarray, frame: tuple[int, int, int, int], layers: tuple[str, ...],
-                    pooling: str) -> list[tuple[np.ndarray, int]]:
-        """(ΣFᵀF, positions) per layer over ``x`` minus ``frame`` (features in full context)."""
-        feats = self.vgg.features(tf.constant(np.asarray(x, np.float32)[None]), layers, pooling)
+                    pooling: str, edge: int = 0) -> list[tuple[np.ndarray, int]]:
+        """(ΣFᵀF, positions) per layer over ``x`` minus ``frame`` (features in full context;
+        ``edge``: see :meth:`VGG19.features`)."""
+        feats = self.vgg.features(tf.constant(np.asarray(x, np.float32)[None]), layers, pooling, edge=edge)
         out = []
         for n in layers:  # FᵀF in TensorFlow: no float64 copy of a full-resolution layer (512 B a pixel at conv1_1)
             f = crop(feats[n], frame, layer_stride(n))[0]

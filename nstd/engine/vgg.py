@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nstd.engine.backend import tf
+from nstd.engine.losses import crop, layer_stride
 
 from nstd.engine.weights import CONV_LAYERS, VGGWeights
 
@@ -34,17 +35,22 @@ class VGG19:
         return self._cast[dtype]
 
     def features(self, image: tf.Tensor, layers: tuple[str, ...], pooling: str,
-                 dtype: tf.DType = tf.float32, first_padding: str = "ZERO") -> dict[str, tf.Tensor]:
+                 dtype: tf.DType = tf.float32, first_padding: str = "ZERO", edge: int = 0) -> dict[str, tf.Tensor]:
         """Post-ReLU activations of ``layers`` for RGB 0–255 ``image`` [n, h, w, 3], as float32.
 
         Stops after the deepest requested layer: no work is done past it. ``dtype``: the
         format the convolutions run in (bf16, fp16); what they return is float32 again.
         ``first_padding``: ZERO (VGG's own) or REFLECT, what conv1_1 sees past the image's
-        edge (bench/techniques.py measures it).
+        edge (bench/techniques.py measures it). ``edge`` (a multiple of 16): the image is
+        reflected this many pixels past each side and the features of the reflection
+        dropped, so the pixels at the border are seen as if the picture went on; zero
+        padding lets an optimiser paint a line along the border that only the padding reads.
         """
         last = max(layer_index(n) for n in layers)
         pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
         kernels, biases = self._weights(dtype)
+        if edge:
+            image = tf.pad(image, [[0, 0], [edge, edge], [edge, edge], [0, 0]], "REFLECT")
         x = tf.cast(image - self.mean, dtype)
         out: dict[str, tf.Tensor] = {}
         for i, name in enumerate(CONV_LAYERS[: last + 1]):
@@ -56,7 +62,7 @@ class VGG19:
                 x = tf.nn.conv2d(x, kernels[i], 1, "SAME")
             x = tf.nn.relu(x + biases[i])
             if name in layers:
-                out[name] = tf.cast(x, tf.float32)
+                out[name] = tf.cast(crop(x, (edge,) * 4, layer_stride(name)), tf.float32)
         return out
 
     def step_flops(self, height: int, width: int, layers: tuple[str, ...], style_layers: tuple[str, ...] = ()) -> float:
