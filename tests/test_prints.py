@@ -303,6 +303,7 @@ def print_pair(tmp_path):
 def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_pair):
     """The detail passes hold everything coarser than their blur where the picture painted at
     paint_size put it, and change the finest octave: seen small, it stays that picture."""
+    from nstd.engine.plan import DETAIL_EDGE
     from nstd.images import resize
 
     content, style = print_pair
@@ -323,7 +324,8 @@ def test_a_big_picture_keeps_the_painted_picture_and_adds_detail(engine, print_p
     # 6x smaller (the hold's blur is 3.75 px of the 192 px picture), inside the border that
     # the passes see reflected (plan.DETAIL_EDGE)
     loose = engine.stylize(content, [(style, 1.0)], resolve({**raw, "detail_hold": 0.0}))
-    inside = [x[16:-16, 16:-16] for x in (big.image, loose.image, resize(small.image, 192, 144))]
+    e = DETAIL_EDGE
+    inside = [x[e:-e, e:-e] for x in (big.image, loose.image, resize(small.image, 192, 144))]
     view = [resize(x, 27, 19) for x in inside]
     assert np.abs(view[0] - view[2]).mean() < 0.8 * np.abs(view[1] - view[2]).mean()
 

@@ -86,7 +86,7 @@ class TiledScale:
     def measure(self, x: np.ndarray, frame: tiling.Frame) -> list[tuple[np.ndarray, int]]:
         params = self.params
         return self.opt.objectives.targets.region_sums(x, frame, layer_names(params)[1], params.pooling,
-                                                       plan.DETAIL_EDGE if self.hold else 0)
+                                                       plan.vgg_edge(self.hold))
 
     def refine(self, x0: np.ndarray, restored: Checkpoint | None) -> tuple[np.ndarray, dict[str, float]]:
         was = restored.tiled if restored is not None else None

@@ -71,6 +71,12 @@ DETAIL_EDGE = 16
 DETAIL_MERGE = 1.4
 
 
+def vgg_edge(hold: float) -> int:
+    """Pixels VGG sees reflected past each side (``VGG19.features(edge=…)``) for a scale
+    with this ``hold``: :data:`DETAIL_EDGE` for a detail pass, none otherwise."""
+    return DETAIL_EDGE if hold else 0
+
+
 @dataclass(frozen=True)
 class Scale:
     """One scale of a job: its size, how many iterations it runs, and for a detail pass the

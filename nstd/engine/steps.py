@@ -115,7 +115,7 @@ def build_step(vgg: VGG19, shape: StepShape, how: precision.Precision) -> Callab
             tape.watch(x)
             feats = {n: crop(f, margin, layer_stride(n))
                      for n, f in vgg.features(x, layers, pooling=shape.pooling, dtype=how.dtype,
-                                              edge=plan.DETAIL_EDGE if shape.hold else 0).items()}
+                                              edge=plan.vgg_edge(shape.hold)).items()}
             content = content_terms(feats, shape.content_layers, content_targets, weights.content) + \
                 [weights.laplacian * laplacian_term(x, laplacian_target, margin)]
             if shape.hold:
