@@ -76,13 +76,19 @@ REAL_WEIGHTS = SHARED.parent / "weights" / "vgg19_weights_tf_dim_ordering_tf_ker
 
 
 @pytest.fixture(scope="session")
-def real_engine():
-    """The engine on the real ImageNet VGG-19 weights, for tests that judge pictures."""
+def real_weights_path() -> Path:
+    """The real ImageNet VGG-19 file, for tests that judge pictures or need its scale."""
     if not REAL_WEIGHTS.is_file():
         pytest.skip(f"real VGG-19 weights not found at {REAL_WEIGHTS}")
+    return REAL_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def real_engine(real_weights_path):
+    """The engine on the real ImageNet VGG-19 weights, for tests that judge pictures."""
     from nstd.engine import Engine, load_weights
 
-    return Engine(load_weights(REAL_WEIGHTS))
+    return Engine(load_weights(real_weights_path))
 
 
 @pytest.fixture(scope="session")

@@ -346,6 +346,27 @@ def test_a_big_job_killed_in_a_tiled_detail_pass_resumes_to_the_same_picture(eng
     resumed = engine.stylize(content, [(style, 1.0)], p, resume=state)
     assert np.array_equal(resumed.image, whole.image)
 
+def test_a_detail_pass_step_gives_one_gradient_for_one_image(real_weights_path):
+    """The tile of a 1024 px job: with TensorFlow's ops run side by side, the same step on
+    the same image gave two or three different gradients in two dozen calls, and no big job
+    resumed to the picture it would have made (nstd/engine/backend.py)."""
+    import dataclasses
+    import hashlib
+
+    from nstd.engine import Engine, load_weights
+
+    engine = Engine(load_weights(real_weights_path), compute="fp32", compiler="graph")
+    rng = np.random.default_rng(0)
+    c, s = (rng.uniform(0, 255, (432, 560, 3)) for _ in range(2))
+    p = resolve({"seed": 1})
+    layers = tuple(n for n, _ in p.style_layers)[:3]
+    p = dataclasses.replace(p, content_layers=[], style_layers=[(n, 1.0) for n in layers])
+    grams = engine.objectives.targets.grams_of(s, layers, p.pooling)
+    objective = engine.objectives.build(c, grams, p, engine.objectives.weights(c, grams, p, hold=2.5), hold=2.5)
+    x = c + rng.normal(0, 10, c.shape)
+    gradients = {hashlib.sha1(objective(x)[1].tobytes()).hexdigest() for _ in range(24)}
+    assert len(gradients) == 1
+
 
 @pytest.mark.unit
 def test_a_36_by_24_inch_print_at_300_dpi_fits_in_24_gib_on_paper():

@@ -8,6 +8,7 @@ TensorFlow loads and lists its devices; every other line is passed on unchanged.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -55,6 +56,18 @@ with filtered_stderr():
     import tensorflow as tf  # noqa: E402
 
     tf.config.list_physical_devices("GPU")  # CUDA's probe happens here, inside the filter
+
+# One thread hands out the ops; each op still runs on every core. With two or more, ops of
+# one step run side by side, and the oneDNN kernels' results then depend on which ran
+# beside which: the same detail-pass step on the same image gave two or three different
+# gradients in 15 calls (fp32 and bf16; XLA not), so a job did not give the same picture
+# twice and could not resume to the picture it would have made. One thread costs no time
+# here: the work is in the kernels, and they run one after another anyway.
+try:
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+except RuntimeError:  # this process ran TensorFlow before importing nstd: its threads are set
+    logging.getLogger(__name__).warning(
+        "TensorFlow was started before nstd: the same job may not give the same picture twice")
 
 # "N of the last M calls … triggered tf.function retracing": expected when `auto` compiles one
 # step per candidate format; a user can do nothing about it. TF's real errors still show.
