@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nstd.engine import memory
-from nstd.engine.plan import (DETAIL_COST, DETAIL_LAYERS, HOLD_SIGMA, MIN_SIDE, check_size, detail_params,
+from nstd.engine.plan import (DETAIL_LAYERS, HOLD_SIGMA, MIN_SIDE, check_size, detail_params,
                               scale_budget, scales, smaller_tile, style_size, tile_side, visit_budget)
 from nstd.errors import ParamError
 from nstd.images import LoadedImage
@@ -124,8 +124,7 @@ def test_a_big_picture_is_painted_at_paint_size_then_gains_detail_passes_that_do
     assert [s.iterations for s in plan] == [20, 100, 40, 40, 40]
     # each pass holds the one before blurred by the same share of its pixels
     assert all(s.hold == pytest.approx(2 * HOLD_SIGMA) for s in plan[2:])
-    # a detail step costs a third of a full one per pixel, and the ETA counts it so
-    assert plan[2].work == pytest.approx(1024 * 768 * 40 * DETAIL_COST)
+    assert plan[2].work == 1024 * 768 * 40
     # a size just over a doubling is not given a pass of its own: the last pass takes it
     assert [s.size for s in scales(2400, 1800, p) if s.detail] == [(1024, 768), (2400, 1800)]
     assert scales(2400, 1800, p)[-1].hold == pytest.approx(HOLD_SIGMA * 2400 / 1024)
@@ -140,3 +139,19 @@ def test_a_detail_pass_optimises_fine_style_layers_against_a_hold_at_the_jobs_st
     p = detail_params(resolve({"strength": 0.8}))
     assert p.content_layers == () and p.style_layers == DETAIL_LAYERS and p.laplacian_weight == 0.0
     assert (p.content_weight, p.style_weight) == strength_weights(0.8) and p.normalize
+
+
+@pytest.mark.unit
+def test_the_eta_prices_full_and_detail_steps_each_at_their_own_rate():
+    from nstd.engine.loop import Eta
+    from nstd.engine.plan import DETAIL_COST
+
+    assert Eta().left([(False, 100.0)]) is None  # nothing timed: no estimate, not a guess
+    before = Eta(prior=2.0)  # seconds per pixel of a full step, timed before the job
+    assert before.left([(False, 10.0), (True, 10.0)]) == pytest.approx(20 + 20 * DETAIL_COST)
+    running = Eta(prior=2.0)
+    running.add(True, seconds=9.0, work=10.0)  # this job's detail steps ran slower than priced
+    # the job's own steps beat the prior, and price the other kind too (a job resumed in a pass)
+    assert running.rate(True) == pytest.approx(0.9) and running.rate(False) == pytest.approx(0.9 / DETAIL_COST)
+    running.add(False, seconds=1.0, work=1.0)
+    assert running.rate(False) == 1.0 and running.rate(True) == pytest.approx(0.9)

@@ -8,7 +8,7 @@ checkpoints and stop requests happen here, between iterations.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,18 +30,36 @@ class Best:
 
 @dataclass
 class Eta:
-    """The rate of steps that traced nothing: a first step includes compiling (100x too slow)."""
+    """Seconds per pixel-iteration, of full steps and of a detail pass's cheaper ones: as this
+    job's steps that traced nothing took (a first step includes compiling, 100x too slow),
+    else as timed before the job; a kind not run yet is priced from the other by
+    :data:`plan.DETAIL_COST`."""
 
-    seconds: float = 0.0
-    work: float = 0.0  # pixel-iterations those steps did
-    prior: float | None = None  # seconds per pixel-iteration measured before the job (the precision's timing)
+    seconds: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})  # by detail
+    work: dict[bool, float] = field(default_factory=lambda: {False: 0.0, True: 0.0})  # pixel-iterations
+    prior: float | None = None  # seconds per pixel of a full step, measured before the job
 
-    def left(self, work: float) -> float | None:
-        """Seconds for ``work`` more pixel-iterations; before a steady step was timed, from
-        the prior; None without either."""
-        if self.work:
-            return work * self.seconds / self.work
-        return work * self.prior if self.prior is not None else None
+    def add(self, detail: bool, seconds: float, work: float) -> None:
+        self.seconds[detail] += seconds
+        self.work[detail] += work
+
+    def rate(self, detail: bool) -> float | None:
+        """Seconds per pixel-iteration of this kind of step (None: nothing timed yet)."""
+        if self.work[detail]:
+            return self.seconds[detail] / self.work[detail]
+        if self.work[not detail]:
+            other = self.seconds[not detail] / self.work[not detail]
+            return other * plan.DETAIL_COST if detail else other / plan.DETAIL_COST
+        if self.prior is None:
+            return None
+        return self.prior * plan.DETAIL_COST if detail else self.prior
+
+    def left(self, work: list[tuple[bool, float]]) -> float | None:
+        """Seconds for ``work``, (detail, pixel-iterations) pairs; None before anything was timed."""
+        rates = [self.rate(detail) for detail, _ in work]
+        if any(r is None for r in rates):
+            return None
+        return sum(r * w for r, (_, w) in zip(rates, work))
 
 
 class Run:
@@ -73,7 +91,7 @@ class Run:
     def announce(self) -> None:
         """The plan and its estimated time, before the first step (a resumed job: what is left)."""
         first = self.resumed_scale
-        estimate = self.eta.left(sum(s.work for s in self.scales[first:]))
+        estimate = self.eta.left([(s.detail, s.work) for s in self.scales[first:]])
         if estimate is not None:
             self.timings["estimate"] = round(estimate, 1)
         if self.hooks.plan is not None:
@@ -126,8 +144,8 @@ class Run:
             self.timings.setdefault("first_iteration_start", t_step - self.t_start + self.elapsed_before)
             f, parts, xe = solver.step()
             if it != start:
-                self.eta.seconds += time.monotonic() - t_step
-                self.eta.work += self.scales[si].work / (n * max(tiles, 1))
+                self.eta.add(self.scales[si].detail, time.monotonic() - t_step,
+                             self.scales[si].work / (n * max(tiles, 1)))
             else:
                 best = self._first_step(si, solver, best, t_step)
             it += 1
@@ -170,9 +188,9 @@ class Run:
                              "elapsed": round(elapsed, 3), **parts})
         if self.hooks.progress is None:
             return
-        work = [s.work for s in self.scales]
         fraction = ((tile - 1) * n + it) / (tiles * n) if tiles else it / n
-        eta = self.eta.left(sum(work) - (sum(work[:si]) + work[si] * fraction))
+        now = self.scales[si]
+        eta = self.eta.left([(now.detail, now.work * (1 - fraction))] + [(s.detail, s.work) for s in self.scales[si + 1:]])
         if self.params.time_limit is not None and eta is not None:
             eta = min(eta, max(0.0, self.params.time_limit - elapsed))
         self.hooks.progress(Progress(si + 1, len(self.scales), it, n, parts["loss"], parts["content"],

@@ -54,7 +54,12 @@ MIN_SCALE_SIDE = 32
 #: costs a third of a step to conv5_1 (VGG19.step_flops) and carries brush texture, not
 #: layout; the layout is held to the pass before (see :func:`detail_params`).
 DETAIL_LAYERS = (("conv1_1", 1.0), ("conv2_1", 1.0), ("conv3_1", 1.0))
-DETAIL_COST = 1 / 3.2  # a detail step's work per pixel, as a share of a full step's
+#: A detail step's time per pixel, as a share of a full step's: what the ETA prices a pass
+#: at before it has run. Its matrix products are a third of a full step's
+#: (VGG19.step_flops), but the reflected border, the blur and the cropped feature maps are
+#: memory-bound work of their own: measured 0.57 at 1024 px and 0.61 at 2048 px
+#: (bench/prints.py, bf16 on the AVX-512 machine).
+DETAIL_COST = 0.6
 #: A detail pass holds the picture blurred by this many of the previous pass's pixels
 #: (times the size ratio) to the previous pass's result: everything coarser stays. Measured
 #: at 1024 px on real weights (bench/prints.py): at 0.6 the pass may only fill the new
@@ -97,9 +102,8 @@ class Scale:
 
     @property
     def work(self) -> float:
-        """Pixel-iterations, a detail pass's at its lower cost: what the ETA counts, since a
-        step's time grows with its pixels and its depth."""
-        return self.width * self.height * self.iterations * (DETAIL_COST if self.detail else 1.0)
+        """Pixel-iterations: what the ETA counts, at a full or a detail step's rate."""
+        return float(self.width * self.height * self.iterations)
 
 
 def scales(width: int, height: int, params: Any) -> list[Scale]:
