@@ -61,8 +61,8 @@ with filtered_stderr():
 # one step run side by side, and the oneDNN kernels' results then depend on which ran
 # beside which: the same detail-pass step on the same image gave two or three different
 # gradients in 15 calls (fp32 and bf16; XLA not), so a job did not give the same picture
-# twice and could not resume to the picture it would have made. One thread costs no time
-# here: the work is in the kernels, and they run one after another anyway.
+# twice and could not resume to the picture it would have made. One thread costs about 5%
+# of a job's time on 2 cores (docs/results.md): the work is in the kernels.
 try:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 except RuntimeError:  # this process ran TensorFlow before importing nstd: its threads are set
