@@ -9,8 +9,9 @@ Each size runs as its own process with the default plan, so its wall time and pe
 its own. Every result is then judged at 512 px (``nstd.metrics``: content and style of the
 result downsampled, against the 512 px result's), and its finest octave's energy over the
 content's at the same size (``metrics.fine_ratio``: a big result noisier than the 512 px one
-reads higher), and the same at the photo's own size where the result is larger. It writes ``prints.json`` and a sheet: the results downsampled side by side,
-then 256 px crops at 100% around the same point of the picture.
+reads higher), and the same at the photo's own size where the result is larger. It writes
+``prints.json`` and a sheet: the results downsampled side by side, then 256 px crops at 100%
+around the same point of the picture.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def judge(rows: list[dict], pair: str, weights: str, out: Path) -> None:
         # reads high for any texture at all: also measure both at the photo's own size
         native = min(1.0, content.size[0] / image.shape[1])
         nw, nh = round(image.shape[1] * native), round(image.shape[0] * native)
+        at_photo = fine_ratio(resize(image, nw, nh), resize(content.rgb, nw, nh))
         row.update({"content_at_512": round(scores.content, 4), "style_at_512": round(scores.style, 4),
                     "fine_ratio": round(fine_ratio(image, resize(content.rgb, image.shape[1], image.shape[0])), 3),
-                    "fine_ratio_at_photo_size": round(fine_ratio(resize(image, nw, nh), resize(content.rgb, nw, nh)), 3)})
+                    "fine_ratio_at_photo_size": round(at_photo, 3)})
 
 
 def contact_sheet(rows: list[dict], out: Path) -> Path:

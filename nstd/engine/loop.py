@@ -190,7 +190,8 @@ class Run:
             return
         fraction = ((tile - 1) * n + it) / (tiles * n) if tiles else it / n
         now = self.scales[si]
-        eta = self.eta.left([(now.detail, now.work * (1 - fraction))] + [(s.detail, s.work) for s in self.scales[si + 1:]])
+        left = [(now.detail, now.work * (1 - fraction))] + [(s.detail, s.work) for s in self.scales[si + 1:]]
+        eta = self.eta.left(left)
         if self.params.time_limit is not None and eta is not None:
             eta = min(eta, max(0.0, self.params.time_limit - elapsed))
         self.hooks.progress(Progress(si + 1, len(self.scales), it, n, parts["loss"], parts["content"],
