@@ -94,7 +94,24 @@ def test_the_image_builds_and_runs_one_job_as_a_non_root_user(tmp_path, thin_mat
     version = podman(*runtime, "run", "--rm", *ulimits, BASE, "python3", "-c",
                      "import platform; print(platform.python_version())", check=True).stdout.strip()
     ctx = build_context(tmp_path, version)
-    podman(*runtime, "build", "--format", "docker", *ulimits, "--build-arg", f"BASE={BASE}",
+    try:
+        build_and_run(runtime, ulimits, ctx, tmp_path, thin_mat)
+    finally:
+        forget_images()
+
+
+def forget_images() -> None:
+    """Remove the test's image and every layer its build left, kept or failed.
+
+    Each image is 3 GB; left behind, one per run, they filled the disk until a build failed.
+    """
+    podman("rmi", "--force", TAG, timeout=300)
+    podman("image", "prune", "--force", "--filter", "label=nstd-test-build=1", timeout=300)
+
+
+def build_and_run(runtime: list[str], ulimits: list[str], ctx: Path, tmp_path: Path, thin_mat: Path) -> None:
+    podman(*runtime, "build", "--format", "docker", *ulimits, "--layers=false", "--force-rm",
+           "--label", "nstd-test-build=1", "--build-arg", f"BASE={BASE}",
            "--build-arg", "PIP_ARGS=--no-index --find-links /tmp/src/wheels", "-t", TAG, str(ctx),
            timeout=1500, check=True)
     health = podman("image", "inspect", TAG, "--format", "{{json .Config.Healthcheck}}", check=True).stdout

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from nstd.engine import Engine, load_checkpoint, load_weights
 from nstd.engine import memory, precision
-from nstd.engine import tiling
+from nstd.engine import targets, tiling
 from nstd.engine.steps import StepCompiler
 from nstd.engine.targets import GRAM_TILE_MARGIN
 from nstd.images import load_image, resize
@@ -189,6 +189,23 @@ def test_a_style_image_too_big_for_one_pass_is_measured_in_tiles(thin_mat, tmp_p
     assert any(not np.array_equal(a, b) for a, b in zip(whole, tiled))  # it did take the tiled path
     for name, a, b in zip(layers, whole, tiled):
         assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05, name
+
+
+def test_a_big_image_is_measured_in_the_same_tiles_whatever_memory_is_free(thin_mat, tmp_path, monkeypatch):
+    """A 4096 px job measured its style in tiles as large as free memory allowed, so one
+    resumed while another program held memory painted other dabs (bench/prints.py --kill)."""
+    monkeypatch.setattr(targets, "GRAM_WHOLE_PIXELS", 256 * 192 - 1)  # this image is "big"
+    monkeypatch.setattr(targets, "GRAM_TILE", 128)
+    rgb = load_image(make_image(tmp_path / "s.png", (256, 192), seed=4)).rgb
+    layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    vgg = Engine(load_weights(thin_mat)).vgg
+    # room for the whole image, and room for 192 px cores but not the whole image
+    rooms = [10 * memory.forward_bytes(256 * 192), memory.forward_bytes((192 + 2 * GRAM_TILE_MARGIN) ** 2)]
+    assert memory.forward_side(rooms[1], 256, GRAM_TILE_MARGIN) == 192
+    measured = [targets.StyleTargets(vgg, lambda room=room: room).grams_of(rgb, layers, "avg") for room in rooms]
+    in_tiles = targets.StyleTargets(vgg, lambda: rooms[0]).tiled_grams(rgb, layers, "avg", side=128)
+    for roomy, tight, tiled in zip(*measured, in_tiles):
+        assert np.array_equal(roomy, tiled) and np.array_equal(tight, tiled)
 
 
 @pytest.mark.parametrize("after,match", [(3, "tile 2/13"), (10, "tile 6/13")], ids=["first sweep", "second sweep"])
