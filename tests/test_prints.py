@@ -347,9 +347,9 @@ def test_a_big_job_killed_in_a_tiled_detail_pass_resumes_to_the_same_picture(eng
     assert np.array_equal(resumed.image, whole.image)
 
 def test_a_detail_pass_step_gives_one_gradient_for_one_image(real_weights_path):
-    """The tile of a 1024 px job: with TensorFlow's ops run side by side, the same step on
-    the same image gave two or three different gradients in two dozen calls, and no big job
-    resumed to the picture it would have made (nstd/engine/backend.py)."""
+    """The tile of a 1024 px job: with Grappler's memory optimiser on and TensorFlow's ops run
+    side by side, the same step on the same image gave several gradients in two dozen calls,
+    and no big job resumed to the picture it would have made (backend.Repeatable)."""
     import dataclasses
     import hashlib
 
@@ -366,6 +366,33 @@ def test_a_detail_pass_step_gives_one_gradient_for_one_image(real_weights_path):
     x = c + rng.normal(0, 10, c.shape)
     gradients = {hashlib.sha1(objective(x)[1].tobytes()).hexdigest() for _ in range(24)}
     assert len(gradients) == 1
+
+
+#: A child process: one 1024×768 detail step's gradient, by its hash.
+DETAIL_GRADIENT = """
+import hashlib, sys
+import numpy as np
+from nstd.engine import Engine, load_weights, plan
+from nstd.params import resolve
+engine = Engine(load_weights(sys.argv[1]), compute="fp32", compiler="graph")
+rng = np.random.default_rng(0)
+c, s = (rng.uniform(0, 255, (768, 1024, 3)) for _ in range(2))
+p = plan.detail_params(resolve({"seed": 1}))
+grams = engine.grams_of(s, tuple(n for n, _ in p.style_layers), p.pooling)
+fg = engine.objectives.build(c, grams, p, engine.objectives.weights(c, grams, p, hold=2.5), hold=2.5)
+print(hashlib.sha1(fg(c + rng.normal(0, 10, c.shape))[1].tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_detail_pass_step_gives_one_gradient_in_every_process(thin_mat):
+    """With Grappler's memory optimiser on, each new process gave one of three gradients
+    for this step (the order of a running total), so a job resumed in a new process left
+    the picture it would have made. Six processes: all one gradient."""
+    runs = [subprocess.run([sys.executable, "-c", DETAIL_GRADIENT, str(thin_mat)], capture_output=True, text=True,
+                           timeout=300) for _ in range(6)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
+    assert len({r.stdout.strip() for r in runs}) == 1, [r.stdout for r in runs]
 
 
 @pytest.mark.unit

@@ -8,11 +8,11 @@ TensorFlow loads and lists its devices; every other line is passed on unchanged.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -57,20 +57,44 @@ with filtered_stderr():
 
     tf.config.list_physical_devices("GPU")  # CUDA's probe happens here, inside the filter
 
-# One thread hands out the ops; each op still runs on every core. With two or more, ops of
-# one step run side by side, and the oneDNN kernels' results then depend on which ran
-# beside which: the same detail-pass step on the same image gave two or three different
-# gradients in 15 calls (fp32 and bf16; XLA not), so a job did not give the same picture
-# twice and could not resume to the picture it would have made. One thread costs about 5%
-# of a job's time on 2 cores (docs/results.md): the work is in the kernels.
-try:
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-except RuntimeError:  # this process ran TensorFlow before importing nstd: its threads are set
-    logging.getLogger(__name__).warning(
-        "TensorFlow was started before nstd: the same job may not give the same picture twice")
+
+class Repeatable:
+    """Grappler's memory optimiser off for the compiled steps a thread calls.
+
+    It rewrites a sum of large tensors (a gradient's parts from every loss that reads an
+    image or a feature map) into a running total added in the order the parts arrive,
+    and that order changes: between calls when ops run side by side, and between
+    processes even with one thread handing out ops. The same detail step on one image
+    gave 4–5 different gradients in 15 calls, and each fresh process one of three, so a big
+    job neither repeated its picture nor resumed to the picture it would have made. Off,
+    a step takes the same time and 0.3 GiB more at 1024×768 (docs/results.md).
+
+    The setting lives in each thread's function-call options, which TensorFlow makes anew
+    after some configuration calls, so :meth:`ensure` checks them before every step.
+    """
+
+    def __init__(self) -> None:
+        from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+        from tensorflow.python.eager import context
+
+        self._context, self._config = context.context, config_pb2.ConfigProto
+        self._off = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
+        self._done = threading.local()
+
+    def ensure(self) -> None:
+        options = self._context().function_call_options
+        if getattr(self._done, "options", None) is options:
+            return
+        config = self._config.FromString(options.config_proto_serialized)
+        config.graph_options.rewrite_options.memory_optimization = self._off
+        options.config_proto_serialized = config
+        self._done.options = options
+
+
+repeatable = Repeatable()
 
 # "N of the last M calls … triggered tf.function retracing": expected when `auto` compiles one
 # step per candidate format; a user can do nothing about it. TF's real errors still show.
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["tf"]
+__all__ = ["repeatable", "tf"]

@@ -16,7 +16,7 @@ import math
 from typing import Any, Callable, Iterator, NamedTuple
 
 from nstd.engine import plan, precision
-from nstd.engine.backend import tf
+from nstd.engine.backend import repeatable, tf
 from nstd.engine.losses import (NO_MARGIN, Margin, content_terms, crop, hold_term, layer_stride, laplacian_term,
                                 tv_term)
 from nstd.engine.vgg import VGG19, gram
@@ -146,8 +146,14 @@ class StepCompiler:
         a tiled scale traces ~18)."""
         key = (shape, how)
         if key not in self._steps:
-            self._steps[key] = tf.function(build_step(self.vgg, shape, how), jit_compile=how.jit,
-                                           reduce_retracing=False, autograph=False)
+            compiled = tf.function(build_step(self.vgg, shape, how), jit_compile=how.jit,
+                                   reduce_retracing=False, autograph=False)
+
+            def step(*args: Any) -> StepOutput:
+                repeatable.ensure()  # the same image gives the same gradient (backend.Repeatable)
+                return compiled(*args)
+
+            self._steps[key] = step
         return self._steps[key]
 
     @property
