@@ -67,7 +67,7 @@ class Repeatable:
     processes even with one thread handing out ops. The same detail step on one image
     gave 4–5 different gradients in 15 calls, and each fresh process one of three, so a big
     job neither repeated its picture nor resumed to the picture it would have made. Off,
-    a step takes the same time and 0.3 GiB more at 1024×768 (docs/results.md).
+    a step takes the same time and memory (docs/results.md).
 
     The setting lives in each thread's function-call options, which TensorFlow makes anew
     after some configuration calls, so :meth:`ensure` checks them before every step.
