@@ -146,15 +146,15 @@ class StepCompiler:
         a tiled scale traces ~18)."""
         key = (shape, how)
         if key not in self._steps:
-            compiled = tf.function(build_step(self.vgg, shape, how), jit_compile=how.jit,
-                                   reduce_retracing=False, autograph=False)
+            self._steps[key] = tf.function(build_step(self.vgg, shape, how), jit_compile=how.jit,
+                                           reduce_retracing=False, autograph=False)
+        compiled = self._steps[key]
 
-            def step(*args: Any) -> StepOutput:
-                repeatable.ensure()  # the same image gives the same gradient (backend.Repeatable)
-                return compiled(*args)
+        def step(*args: Any) -> StepOutput:
+            repeatable.ensure()  # the same image gives the same gradient (backend.Repeatable)
+            return compiled(*args)
 
-            self._steps[key] = step
-        return self._steps[key]
+        return step
 
     @property
     def compiled(self) -> dict[tuple[StepShape, precision.Precision], Callable]:
