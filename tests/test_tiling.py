@@ -10,7 +10,7 @@ from nstd.engine import Engine, load_checkpoint, load_weights
 from nstd.engine import memory, precision
 from nstd.engine import targets, tiling
 from nstd.engine.steps import StepCompiler
-from nstd.engine.targets import GRAM_TILE_MARGIN
+from nstd.engine.memory import GRAM_TILE_MARGIN
 from nstd.images import load_image, resize
 from nstd.metrics import line_energy
 from nstd.params import resolve
@@ -194,8 +194,8 @@ def test_a_style_image_too_big_for_one_pass_is_measured_in_tiles(thin_mat, tmp_p
 def test_a_big_image_is_measured_in_the_same_tiles_whatever_memory_is_free(thin_mat, tmp_path, monkeypatch):
     """A 4096 px job measured its style in tiles as large as free memory allowed, so one
     resumed while another program held memory painted other dabs (bench/prints.py --kill)."""
-    monkeypatch.setattr(targets, "GRAM_WHOLE_PIXELS", 256 * 192 - 1)  # this image is "big"
-    monkeypatch.setattr(targets, "GRAM_TILE", 128)
+    monkeypatch.setattr(memory, "GRAM_WHOLE_PIXELS", 256 * 192 - 1)  # this image is "big"
+    monkeypatch.setattr(memory, "GRAM_TILE", 128)
     rgb = load_image(make_image(tmp_path / "s.png", (256, 192), seed=4)).rgb
     layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     vgg = Engine(load_weights(thin_mat)).vgg

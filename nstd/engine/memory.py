@@ -20,6 +20,13 @@ FORWARD_BYTES_PER_PIXEL = 2000
 SAFETY = 0.85  # use at most this share of what is free
 MIN_TILE = 128
 TILE_MARGIN = 48  # context frame around a tile (pixels, a multiple of 16: conv5_1 sees 3 of its cells)
+GRAM_TILE_MARGIN = 32  # context read around each core when an image's Grams are measured in tiles
+#: Above this many pixels an image's Grams are measured in cores of GRAM_TILE, however much
+#: memory is free: the image alone decides, so a job gets the same targets, and the same
+#: picture, on every run. When cores followed free memory, a 4096 px job killed and resumed
+#: while another program held memory measured its style in other tiles and painted other dabs.
+GRAM_WHOLE_PIXELS = 2048 * 2048
+GRAM_TILE = 1024
 
 
 def solver_bytes_per_pixel(optimizer: str, lbfgs_memory: int) -> int:
@@ -35,6 +42,22 @@ def step_bytes(pixels: int, optimizer: str = "lbfgs", lbfgs_memory: int = 8) -> 
 
 def forward_bytes(pixels: int) -> int:
     return STEP_OVERHEAD + pixels * FORWARD_BYTES_PER_PIXEL
+
+
+def gram_side(width: int, height: int, available: int) -> int | None:
+    """The core side an image's Gram matrices are measured in (None: whole): above
+    GRAM_WHOLE_PIXELS in cores of GRAM_TILE, and smaller only when ``available`` bytes are
+    too few (those targets then differ from a roomier run's)."""
+    side = GRAM_TILE if width * height > GRAM_WHOLE_PIXELS else None
+    if forward_bytes(width * height if side is None else (side + 2 * GRAM_TILE_MARGIN) ** 2) > available:
+        side = forward_side(available, max(width, height), GRAM_TILE_MARGIN)
+    return side
+
+
+def gram_bytes(width: int, height: int, available: int) -> int:
+    """Memory the forward pass that measures an image's Grams takes, as :func:`gram_side` cuts it."""
+    side = gram_side(width, height, available)
+    return forward_bytes(width * height if side is None else (side + 2 * GRAM_TILE_MARGIN) ** 2)
 
 
 def machine_memory(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:

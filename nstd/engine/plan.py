@@ -217,16 +217,21 @@ class ScaleMemory:
 
 def memory_plan(width: int, height: int, params: Any, available: int) -> list[ScaleMemory]:
     """Each scale's peak memory above the running process, with ``available`` bytes free at
-    the start: the whole picture's arrays, plus one step whole or one tile's step (the
-    tile side the engine would pick with what the arrays leave)."""
+    the start: the whole picture's arrays, plus the larger of one step (whole, or one tile's
+    at the side the engine would pick with what the arrays leave) and the forward passes
+    that measure the scale's targets (the picture's own Grams, and a style image's at
+    ``style_scale`` × its size, taken to be of the picture's shape)."""
     out = []
     plan = scales(width, height, params)
     for i, s in enumerate(plan):
         pictures = s.width * s.height * PICTURE_BYTES_PER_PIXEL
-        side = tile_side(s.width, s.height, params, i == len(plan) - 1, max(0, available - pictures))
+        room = max(0, available - pictures)
+        side = tile_side(s.width, s.height, params, i == len(plan) - 1, room)
         step_pixels = s.width * s.height if side is None else (side + 2 * memory.TILE_MARGIN) ** 2
-        out.append(ScaleMemory(s, side, pictures + memory.step_bytes(step_pixels, params.optimizer,
-                                                                      params.lbfgs_memory)))
+        step = memory.step_bytes(step_pixels, params.optimizer, params.lbfgs_memory)
+        style = (max(1, round(s.width * params.style_scale)), max(1, round(s.height * params.style_scale)))
+        targets = max(memory.gram_bytes(s.width, s.height, room), memory.gram_bytes(*style, room))
+        out.append(ScaleMemory(s, side, pictures + max(step, targets)))
     return out
 
 

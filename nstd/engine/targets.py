@@ -2,8 +2,7 @@
 
 A style image's Grams are keyed by its content hash and size, so a second job with the
 same style computes none. A large image is measured in tiles, each core read with a margin
-of context: above :data:`GRAM_WHOLE_PIXELS` always in cores of :data:`GRAM_TILE`, and
-smaller only when memory is short.
+of context (:func:`nstd.engine.memory.gram_side` says which).
 """
 
 from __future__ import annotations
@@ -18,14 +17,6 @@ from nstd.engine.backend import tf
 from nstd.engine.losses import crop, layer_stride
 from nstd.engine.vgg import VGG19, gram
 from nstd.images import LoadedImage, resize
-
-GRAM_TILE_MARGIN = 32  # context read around each core when a style image is measured in tiles
-#: Above this many pixels an image is measured in cores of GRAM_TILE, however much memory is
-#: free: the image alone decides, so a job gets the same targets, and the same picture, on
-#: every run. When cores followed free memory, a 4096 px job killed and resumed while another
-#: program held memory measured its style in other tiles and painted other dabs.
-GRAM_WHOLE_PIXELS = 2048 * 2048
-GRAM_TILE = 1024
 
 
 class StyleTargets:
@@ -54,20 +45,16 @@ class StyleTargets:
         return grams
 
     def grams_of(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str) -> list[np.ndarray]:
-        """Gram matrices of one image: whole, or in tiles above :data:`GRAM_WHOLE_PIXELS`, or
-        in smaller tiles when memory is short (those targets differ from a roomier run's)."""
+        """Gram matrices of one image, whole or in tiles (:func:`memory.gram_side`)."""
         h, w = rgb.shape[:2]
-        side = GRAM_TILE if w * h > GRAM_WHOLE_PIXELS else None
-        available = self.available()
-        if memory.forward_bytes(w * h if side is None else (side + 2 * GRAM_TILE_MARGIN) ** 2) > available:
-            side = memory.forward_side(available, max(w, h), GRAM_TILE_MARGIN)
+        side = memory.gram_side(w, h, self.available())
         if side is not None:
             return self.tiled_grams(rgb, layers, pooling, side)
         feats = self.vgg.features(tf.constant(rgb[None], tf.float32), layers, pooling)
         return [gram(feats[n]).numpy() for n in layers]
 
     def tiled_grams(self, rgb: np.ndarray, layers: tuple[str, ...], pooling: str, side: int,
-                    margin: int = GRAM_TILE_MARGIN) -> list[np.ndarray]:
+                    margin: int = memory.GRAM_TILE_MARGIN) -> list[np.ndarray]:
         """Σ FᵀF over non-overlapping cores of ``side``, each read with a margin of context,
         over the count."""
         h, w = rgb.shape[:2]
