@@ -4,6 +4,8 @@
     python bench/prints.py --sizes 512,1024 --pair brad_pitt:the_scream
     python bench/prints.py --first-iteration                 # a fresh cache, two photos of different shapes
     python bench/prints.py --kill 4096                       # kill -9 in the last pass's tiles, resume, compare
+    python bench/prints.py --sizes 4096 --set detail_iterations=2 && \
+        python bench/prints.py --kill 4096 --set detail_iterations=2 --checkpoint-every 1   # the same, quicker
 
 Each size runs as its own process with the default plan, so its wall time and peak RSS are
 its own. Every result is then judged at 512 px (``nstd.metrics``: content and style of the
@@ -46,10 +48,11 @@ def crop_corner(width: int, height: int) -> tuple[int, int]:
     return max(0, round(CENTRE[0] * width) - CROP // 2), max(0, round(CENTRE[1] * height) - CROP // 2)
 
 
-def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints: Path | None = None) -> dict:
+def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints: Path | None = None,
+        checkpoint_every: int = 10) -> dict:
     """Run one size in this process (the child's side); returns its row without judging.
-    ``checkpoints``: keep a checkpoint there every 10 iterations, print progress, and resume
-    from it if it exists (the picture is then ``print-SIZE-resumed.png``)."""
+    ``checkpoints``: keep a checkpoint there every ``checkpoint_every`` iterations, print
+    progress, and resume from it if it exists (the picture is then ``print-SIZE-resumed.png``)."""
     from nstd.atomic import write_bytes_atomic
     from nstd.engine import Engine, Hooks, load_checkpoint, load_weights, plan, save_checkpoint
     from nstd.params import resolve
@@ -71,7 +74,7 @@ def one(size: int, pair: str, weights: str, out: Path, extra: dict, checkpoints:
     if checkpoints is not None:
         resume = load_checkpoint(checkpoints.read_bytes()) if checkpoints.is_file() else None
         hooks.checkpoint = lambda state: write_bytes_atomic(checkpoints, save_checkpoint(state))
-        hooks.checkpoint_every = 10
+        hooks.checkpoint_every = checkpoint_every
         name += "-resumed" if resume is not None else "-killed"
     t0 = time.monotonic()
     r = engine.stylize(content, [(style, 1.0)], params, hooks=hooks, resume=resume)
@@ -150,7 +153,8 @@ def kill_and_resume(size: int, args: argparse.Namespace, out: Path) -> int:
     ckpt = out / f"print-{size}.checkpoint"
     ckpt.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--one", str(size), "--pair", args.pair, "--weights", args.weights,
-           "--out", str(out), "--checkpoints", str(ckpt), *(a for s in args.set for a in ("--set", s))]
+           "--out", str(out), "--checkpoints", str(ckpt), "--checkpoint-every", str(args.checkpoint_every),
+           *(a for s in args.set for a in ("--set", s))]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     killed_at = None
     for line in child.stdout:
@@ -207,6 +211,8 @@ def main() -> int:
     ap.add_argument("--first-iteration", action="store_true", help="time the first iteration on a fresh cache")
     ap.add_argument("--kill", type=int, metavar="SIZE", help="kill -9 a job of SIZE in its last pass, resume, compare")
     ap.add_argument("--checkpoints", type=Path, help=argparse.SUPPRESS)  # the child's checkpoint file
+    ap.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                    help="--kill: iterations between checkpoints (a tile gets half its pass's iterations)")
     args = ap.parse_args()
     import yaml
 
@@ -217,7 +223,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print("ROW " + json.dumps(one(args.one, args.pair, args.weights, out, extra, args.checkpoints)), flush=True)
+        print("ROW " + json.dumps(one(args.one, args.pair, args.weights, out, extra, args.checkpoints, args.checkpoint_every)), flush=True)
         return 0
     if args.kill:
         return kill_and_resume(args.kill, args, out)
