@@ -223,7 +223,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        print("ROW " + json.dumps(one(args.one, args.pair, args.weights, out, extra, args.checkpoints, args.checkpoint_every)), flush=True)
+        row = one(args.one, args.pair, args.weights, out, extra, args.checkpoints, args.checkpoint_every)
+        print("ROW " + json.dumps(row), flush=True)
         return 0
     if args.kill:
         return kill_and_resume(args.kill, args, out)

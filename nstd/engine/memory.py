@@ -44,20 +44,24 @@ def forward_bytes(pixels: int) -> int:
     return STEP_OVERHEAD + pixels * FORWARD_BYTES_PER_PIXEL
 
 
+def pass_pixels(width: int, height: int, side: int | None, margin: int) -> int:
+    """Pixels one pass reads: the whole image (``side`` None), or one core of ``side`` in its margin."""
+    return width * height if side is None else (side + 2 * margin) ** 2
+
+
 def gram_side(width: int, height: int, available: int) -> int | None:
     """The core side an image's Gram matrices are measured in (None: whole): above
     GRAM_WHOLE_PIXELS in cores of GRAM_TILE, and smaller only when ``available`` bytes are
     too few (those targets then differ from a roomier run's)."""
     side = GRAM_TILE if width * height > GRAM_WHOLE_PIXELS else None
-    if forward_bytes(width * height if side is None else (side + 2 * GRAM_TILE_MARGIN) ** 2) > available:
+    if forward_bytes(pass_pixels(width, height, side, GRAM_TILE_MARGIN)) > available:
         side = forward_side(available, max(width, height), GRAM_TILE_MARGIN)
     return side
 
 
 def gram_bytes(width: int, height: int, available: int) -> int:
     """Memory the forward pass that measures an image's Grams takes, as :func:`gram_side` cuts it."""
-    side = gram_side(width, height, available)
-    return forward_bytes(width * height if side is None else (side + 2 * GRAM_TILE_MARGIN) ** 2)
+    return forward_bytes(pass_pixels(width, height, gram_side(width, height, available), GRAM_TILE_MARGIN))
 
 
 def machine_memory(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:

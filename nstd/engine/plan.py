@@ -227,8 +227,8 @@ def memory_plan(width: int, height: int, params: Any, available: int) -> list[Sc
         pictures = s.width * s.height * PICTURE_BYTES_PER_PIXEL
         room = max(0, available - pictures)
         side = tile_side(s.width, s.height, params, i == len(plan) - 1, room)
-        step_pixels = s.width * s.height if side is None else (side + 2 * memory.TILE_MARGIN) ** 2
-        step = memory.step_bytes(step_pixels, params.optimizer, params.lbfgs_memory)
+        step = memory.step_bytes(memory.pass_pixels(s.width, s.height, side, memory.TILE_MARGIN), params.optimizer,
+                                 params.lbfgs_memory)
         style = (max(1, round(s.width * params.style_scale)), max(1, round(s.height * params.style_scale)))
         targets = max(memory.gram_bytes(s.width, s.height, room), memory.gram_bytes(*style, room))
         out.append(ScaleMemory(s, side, pictures + max(step, targets)))
